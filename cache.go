@@ -1,0 +1,311 @@
+package tokenrevoke
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Why this design (measured under yaegi v0.16.1, see BENCHMARKS.md):
+//
+//   - golang-lru/v2 cannot run in Traefik at all (generic recursive types), and
+//     golang-lru v1 costs ~16 µs per lookup interpreted: its Contains/Get are
+//     interpreted code.
+//   - A Go map lookup is a single interpreted operation that runs the compiled map code,
+//     so the hot path (a token that is NOT revoked) is one RLock/RUnlock pair around
+//     one map read, with nothing else interpreted.
+//   - Keys are the raw 32-byte SHA-256 arrays, so the path needs no hex encoding or
+//     string conversion, and the map holds no pointers: the garbage collector never
+//     scans it, however many entries there are.
+//   - The LRU list and the expiry data live in parallel slices indexed by slot number
+//     (int32), not in per-entry structs linked by pointers: no allocation per entry,
+//     no self-referential interpreted types (which yaegi handles poorly), ~100 bytes
+//     per entry.
+//   - Expiry is indexed by one-minute buckets (bucket -> slots), so expired entries are
+//     found without scanning the whole store: removal is amortised O(1) per entry.
+
+// expiryBucket is the width, in seconds, of one expiry bucket.
+const expiryBucket = 60
+
+// nilSlot marks the end of the LRU list.
+const nilSlot = int32(-1)
+
+// store is the bounded set of revoked token hashes, each with an expiry (unix seconds).
+// It evicts expired entries first and then the least recently used one.
+type store struct {
+	mu    sync.RWMutex
+	index map[[32]byte]int32
+
+	// Per-slot data.
+	keys [][32]byte
+	exps []int64
+	prev []int32
+	next []int32
+
+	head, tail int32 // most and least recently used slots
+	free       []int32
+	count      int
+	capacity   int
+
+	buckets   map[int64][]int32 // expiry bucket -> slots (may hold stale slots)
+	bucketIDs []int64           // keys of buckets, ascending
+
+	evictions   int64 // unexpired entries dropped because the store was full
+	expired     int64 // entries dropped because their token expired
+	unwarned    int64 // evictions not yet reported in a log line
+	lastWarning time.Time
+	log         *logger
+}
+
+func newStore(capacity int, log *logger) *store {
+	return &store{
+		index:    make(map[[32]byte]int32),
+		head:     nilSlot,
+		tail:     nilSlot,
+		capacity: capacity,
+		buckets:  make(map[int64][]int32),
+		log:      log,
+	}
+}
+
+// len returns the number of entries held, expired or not.
+func (s *store) len() int {
+	s.mu.RLock()
+	n := s.count
+	s.mu.RUnlock()
+	return n
+}
+
+// contains reports whether key is held and unexpired at now; a hit counts as a use.
+func (s *store) contains(key [32]byte, now int64) bool {
+	s.mu.RLock()
+	_, ok := s.index[key]
+	s.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	return s.hit(key, now)
+}
+
+// hit is the slow half of a lookup, taken only when the read-locked probe found the key:
+// it drops the entry if it has expired, otherwise marks it most recently used.
+func (s *store) hit(key [32]byte, now int64) bool {
+	s.mu.Lock()
+	slot, ok := s.index[key]
+	if !ok {
+		s.mu.Unlock()
+		return false
+	}
+	if s.exps[slot] <= now {
+		s.removeLocked(slot)
+		s.expired++
+		s.mu.Unlock()
+		return false
+	}
+	s.moveToFrontLocked(slot)
+	s.mu.Unlock()
+	return true
+}
+
+// add records key as revoked until exp (unix seconds). A key already held keeps the
+// later of the two expiries. It reports whether the store now holds the key.
+func (s *store) add(key [32]byte, exp int64, now int64) bool {
+	if exp <= now {
+		return false
+	}
+	s.mu.Lock()
+	if slot, ok := s.index[key]; ok {
+		if exp > s.exps[slot] {
+			s.exps[slot] = exp
+			s.addToBucketLocked(slot, exp)
+		}
+		s.moveToFrontLocked(slot)
+		s.mu.Unlock()
+		return true
+	}
+	s.expireLocked(now)
+	if s.count >= s.capacity {
+		s.expireEarliestLocked(now)
+	}
+	for s.count >= s.capacity && s.tail != nilSlot {
+		s.evictTailLocked(now)
+	}
+	var slot int32
+	if n := len(s.free); n > 0 {
+		slot = s.free[n-1]
+		s.free = s.free[:n-1]
+		s.keys[slot] = key
+		s.exps[slot] = exp
+	} else {
+		slot = int32(len(s.keys))
+		s.keys = append(s.keys, key)
+		s.exps = append(s.exps, exp)
+		s.prev = append(s.prev, nilSlot)
+		s.next = append(s.next, nilSlot)
+	}
+	s.index[key] = slot
+	s.count++
+	s.pushFrontLocked(slot)
+	s.addToBucketLocked(slot, exp)
+	s.mu.Unlock()
+	return true
+}
+
+// setCapacity changes the most entries held; shrinking evicts at once.
+func (s *store) setCapacity(capacity int, now int64) {
+	s.mu.Lock()
+	s.capacity = capacity
+	if s.count > capacity {
+		s.expireLocked(now)
+		s.expireEarliestLocked(now)
+	}
+	for s.count > capacity && s.tail != nilSlot {
+		s.evictTailLocked(now)
+	}
+	s.mu.Unlock()
+}
+
+// sweep drops every expired entry in whole buckets that are past; the janitor calls it.
+func (s *store) sweep(now int64) {
+	s.mu.Lock()
+	s.expireLocked(now)
+	s.mu.Unlock()
+}
+
+// stats returns entries held, unexpired evictions and expiries so far.
+func (s *store) stats() (entries int, evictions, expired int64) {
+	s.mu.RLock()
+	entries, evictions, expired = s.count, s.evictions, s.expired
+	s.mu.RUnlock()
+	return entries, evictions, expired
+}
+
+// expireLocked removes the entries of every bucket whose whole range has expired.
+func (s *store) expireLocked(now int64) {
+	for len(s.bucketIDs) > 0 && s.bucketIDs[0]*expiryBucket <= now {
+		b := s.bucketIDs[0]
+		for _, slot := range s.buckets[b] {
+			if s.liveInBucketLocked(slot, b) && s.exps[slot] <= now {
+				s.removeLocked(slot)
+				s.expired++
+			}
+		}
+		delete(s.buckets, b)
+		s.bucketIDs = s.bucketIDs[1:]
+	}
+}
+
+// expireEarliestLocked scans the earliest, partly expired bucket, so that a full store
+// drops entries that expired seconds ago before it drops anything still alive.
+func (s *store) expireEarliestLocked(now int64) {
+	if len(s.bucketIDs) == 0 {
+		return
+	}
+	b := s.bucketIDs[0]
+	if (b-1)*expiryBucket >= now {
+		return // nothing in it has expired yet
+	}
+	slots := s.buckets[b]
+	kept := slots[:0]
+	for _, slot := range slots {
+		if !s.liveInBucketLocked(slot, b) {
+			continue
+		}
+		if s.exps[slot] <= now {
+			s.removeLocked(slot)
+			s.expired++
+			continue
+		}
+		kept = append(kept, slot)
+	}
+	s.buckets[b] = kept
+}
+
+// liveInBucketLocked reports whether slot holds a live entry that belongs to bucket b
+// (buckets keep stale slot numbers after removals and expiry changes).
+func (s *store) liveInBucketLocked(slot int32, b int64) bool {
+	cur, ok := s.index[s.keys[slot]]
+	return ok && cur == slot && bucketOf(s.exps[slot]) == b
+}
+
+func bucketOf(exp int64) int64 {
+	return (exp + expiryBucket - 1) / expiryBucket
+}
+
+func (s *store) addToBucketLocked(slot int32, exp int64) {
+	b := bucketOf(exp)
+	slots, ok := s.buckets[b]
+	if !ok {
+		i := sort.Search(len(s.bucketIDs), func(i int) bool { return s.bucketIDs[i] >= b })
+		s.bucketIDs = append(s.bucketIDs, 0)
+		copy(s.bucketIDs[i+1:], s.bucketIDs[i:])
+		s.bucketIDs[i] = b
+	}
+	s.buckets[b] = append(slots, slot)
+}
+
+// evictTailLocked drops the least recently used entry. It is alive (expired ones were
+// dropped first), so its token is accepted again: count it and warn, at most once a
+// second, with the number dropped since the last warning.
+func (s *store) evictTailLocked(now int64) {
+	slot := s.tail
+	if s.exps[slot] <= now {
+		s.removeLocked(slot)
+		s.expired++
+		return
+	}
+	s.removeLocked(slot)
+	s.evictions++
+	s.unwarned++
+	t := time.Now()
+	if t.Sub(s.lastWarning) >= time.Second {
+		s.log.warnf("revoked-token cache is full (cacheSize %d): dropped %d unexpired revoked token(s) since the last warning, %d in all; those tokens are accepted again until they expire, raise cacheSize",
+			s.capacity, s.unwarned, s.evictions)
+		s.unwarned = 0
+		s.lastWarning = t
+	}
+}
+
+func (s *store) removeLocked(slot int32) {
+	delete(s.index, s.keys[slot])
+	s.unlinkLocked(slot)
+	s.free = append(s.free, slot)
+	s.count--
+}
+
+func (s *store) pushFrontLocked(slot int32) {
+	s.prev[slot] = nilSlot
+	s.next[slot] = s.head
+	if s.head != nilSlot {
+		s.prev[s.head] = slot
+	}
+	s.head = slot
+	if s.tail == nilSlot {
+		s.tail = slot
+	}
+}
+
+func (s *store) unlinkLocked(slot int32) {
+	p := s.prev[slot]
+	n := s.next[slot]
+	if p != nilSlot {
+		s.next[p] = n
+	} else {
+		s.head = n
+	}
+	if n != nilSlot {
+		s.prev[n] = p
+	} else {
+		s.tail = p
+	}
+	s.prev[slot] = nilSlot
+	s.next[slot] = nilSlot
+}
+
+func (s *store) moveToFrontLocked(slot int32) {
+	if s.head == slot {
+		return
+	}
+	s.unlinkLocked(slot)
+	s.pushFrontLocked(slot)
+}

@@ -1,0 +1,178 @@
+package tokenrevoke
+
+import (
+	"math/rand"
+	"testing"
+)
+
+func key(i int) [32]byte {
+	return hashToken("token-" + string(rune('a'+i%26)) + string(rune('0'+i/26%10)) + string(rune('0'+i/260)))
+}
+
+func TestStoreLRUEvictsLeastRecentlyUsed(t *testing.T) {
+	s := newStore(3, newLogger("t"))
+	now := int64(1000)
+	for i := 0; i < 3; i++ {
+		s.add(key(i), now+3600, now)
+	}
+	if !s.contains(key(0), now) { // key 0 becomes most recently used
+		t.Fatal("key 0 missing")
+	}
+	s.add(key(3), now+3600, now) // evicts key 1, the least recently used
+	if s.contains(key(1), now) {
+		t.Error("key 1 should have been evicted")
+	}
+	for _, i := range []int{0, 2, 3} {
+		if !s.contains(key(i), now) {
+			t.Errorf("key %d evicted, want kept", i)
+		}
+	}
+	if _, ev, _ := s.stats(); ev != 1 {
+		t.Errorf("evictions = %d, want 1", ev)
+	}
+}
+
+func TestStoreDropsExpiredBeforeLive(t *testing.T) {
+	s := newStore(3, newLogger("t"))
+	now := int64(100000)
+	s.add(key(0), now+10, now)   // expires soon
+	s.add(key(1), now+3600, now) // least recently used among the live ones
+	s.add(key(2), now+3600, now)
+	s.contains(key(0), now) // make the short-lived one most recently used
+	later := now + 20       // key 0 has expired, in a bucket that is only partly past
+	s.add(key(3), later+3600, later)
+	if !s.contains(key(1), later) || !s.contains(key(2), later) || !s.contains(key(3), later) {
+		t.Fatal("a live entry was evicted while an expired one was held")
+	}
+	entries, ev, exp := s.stats()
+	if entries != 3 || ev != 0 || exp != 1 {
+		t.Fatalf("entries=%d evictions=%d expired=%d, want 3 0 1", entries, ev, exp)
+	}
+}
+
+func TestStoreExpiry(t *testing.T) {
+	s := newStore(10, newLogger("t"))
+	now := int64(5000)
+	if s.add(key(0), now, now) {
+		t.Error("an entry expiring now was stored")
+	}
+	s.add(key(1), now+5, now)
+	if !s.contains(key(1), now+4) {
+		t.Error("entry gone before its expiry")
+	}
+	if s.contains(key(1), now+5) {
+		t.Error("entry still enforced at its expiry")
+	}
+	if s.len() != 0 {
+		t.Errorf("expired entry not removed on lookup: len %d", s.len())
+	}
+	s.add(key(2), now+5, now)
+	s.sweep(now + 2*expiryBucket)
+	if s.len() != 0 {
+		t.Errorf("sweep left %d entries", s.len())
+	}
+}
+
+func TestStoreReAddKeepsLaterExpiry(t *testing.T) {
+	s := newStore(10, newLogger("t"))
+	now := int64(7000)
+	s.add(key(0), now+100, now)
+	s.add(key(0), now+5000, now)
+	s.add(key(0), now+50, now)
+	if s.len() != 1 {
+		t.Fatalf("duplicate revocations made %d entries", s.len())
+	}
+	s.sweep(now + 1000)
+	if !s.contains(key(0), now+1000) {
+		t.Fatal("the later expiry was not kept")
+	}
+}
+
+func TestStoreShrinkEvicts(t *testing.T) {
+	s := newStore(10, newLogger("t"))
+	now := int64(100)
+	for i := 0; i < 10; i++ {
+		s.add(key(i), now+1000, now)
+	}
+	s.setCapacity(4, now)
+	if s.len() != 4 {
+		t.Fatalf("len after shrink = %d", s.len())
+	}
+	for i := 6; i < 10; i++ {
+		if !s.contains(key(i), now) {
+			t.Errorf("most recent key %d dropped", i)
+		}
+	}
+}
+
+// TestStoreMatchesModel drives the store with random operations and compares it with a
+// plain reference implementation (a slice in recency order).
+func TestStoreMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewSource(42))
+	const capacity = 16
+	s := newStore(capacity, newLogger("t"))
+	type ent struct {
+		k   [32]byte
+		exp int64
+	}
+	var model []ent // most recent first
+	now := int64(1_000_000)
+	find := func(k [32]byte) int {
+		for i, e := range model {
+			if e.k == k {
+				return i
+			}
+		}
+		return -1
+	}
+	for step := 0; step < 20000; step++ {
+		now += int64(rng.Intn(20))
+		k := key(rng.Intn(60))
+		switch rng.Intn(3) {
+		case 0, 1:
+			exp := now + int64(1+rng.Intn(400))
+			got := s.add(k, exp, now)
+			if i := find(k); i >= 0 {
+				e := model[i]
+				if exp > e.exp {
+					e.exp = exp
+				}
+				model = append(model[:i], model[i+1:]...)
+				if e.exp <= now { // the store would have kept the entry; refresh it
+					e.exp = exp
+				}
+				model = append([]ent{e}, model...)
+			} else {
+				// Drop expired entries first, then the least recently used.
+				kept := model[:0]
+				for _, e := range model {
+					if e.exp > now {
+						kept = append(kept, e)
+					}
+				}
+				model = kept
+				for len(model) >= capacity {
+					model = model[:len(model)-1]
+				}
+				model = append([]ent{{k, exp}}, model...)
+			}
+			if !got {
+				t.Fatalf("step %d: add of a live entry returned false", step)
+			}
+		case 2:
+			got := s.contains(k, now)
+			want := false
+			if i := find(k); i >= 0 {
+				e := model[i]
+				model = append(model[:i], model[i+1:]...)
+				if e.exp > now {
+					want = true
+					model = append([]ent{e}, model...)
+				}
+			}
+			if got != want {
+				t.Fatalf("step %d: contains = %v, want %v", step, got, want)
+			}
+		}
+	}
+}

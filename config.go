@@ -1,0 +1,244 @@
+package tokenrevoke
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// settings is a validated, normalised Config. Secrets are only kept as SHA-256 digests.
+type settings struct {
+	revokePath string
+	statusPath string
+	clients    map[string][32]byte // client id -> SHA-256 of its secret
+	cacheSize  int
+	defaultTTL time.Duration
+	clockSkew  time.Duration
+	failClosed bool
+	nats       *natsSettings
+}
+
+// natsSettings is a validated NATSConfig.
+type natsSettings struct {
+	servers   []string
+	subject   string
+	name      string
+	token     string
+	user      string
+	password  string
+	nkeySeed  string
+	credsFile string
+	tls       *TLSConfig
+	stream    string
+	replicas  int
+}
+
+// parseConfig validates c. Every error names the offending key and never echoes a secret.
+func parseConfig(c *Config) (*settings, error) {
+	if c == nil {
+		return nil, errors.New("tokenrevoke: no configuration")
+	}
+	s := &settings{
+		revokePath: strings.TrimSpace(c.RevokePath),
+		statusPath: strings.TrimSpace(c.StatusPath),
+		cacheSize:  c.CacheSize,
+		failClosed: c.FailClosed,
+		clients:    make(map[string][32]byte),
+	}
+	if s.revokePath == "" {
+		s.revokePath = "/api/id/v1/auth/token/revoke"
+	}
+	if !strings.HasPrefix(s.revokePath, "/") {
+		return nil, fmt.Errorf("tokenrevoke: revokePath: %q must start with /", s.revokePath)
+	}
+	if s.statusPath != "" {
+		if !strings.HasPrefix(s.statusPath, "/") {
+			return nil, fmt.Errorf("tokenrevoke: statusPath: %q must start with /", s.statusPath)
+		}
+		if s.statusPath == s.revokePath {
+			return nil, errors.New("tokenrevoke: statusPath: must differ from revokePath")
+		}
+	}
+	if s.cacheSize < 1 {
+		return nil, fmt.Errorf("tokenrevoke: cacheSize: must be at least 1, got %d", s.cacheSize)
+	}
+	if s.cacheSize > 1<<30 {
+		return nil, fmt.Errorf("tokenrevoke: cacheSize: %d is more than the maximum %d", s.cacheSize, 1<<30)
+	}
+	ttl, err := parseDuration("defaultTTL", c.DefaultTTL, "24h")
+	if err != nil {
+		return nil, err
+	}
+	s.defaultTTL = ttl
+	skew, err := parseDuration("clockSkew", c.ClockSkew, "1m")
+	if err != nil {
+		return nil, err
+	}
+	s.clockSkew = skew
+	if len(c.Clients) == 0 {
+		return nil, errors.New("tokenrevoke: clients: at least one client (id and secret or secretSha256) is required")
+	}
+	for i, cl := range c.Clients {
+		id := strings.TrimSpace(cl.ID)
+		if id == "" {
+			return nil, fmt.Errorf("tokenrevoke: clients[%d].id: is required", i)
+		}
+		if _, dup := s.clients[id]; dup {
+			return nil, fmt.Errorf("tokenrevoke: clients[%d].id: duplicate client id %q", i, id)
+		}
+		switch {
+		case cl.Secret != "" && cl.SecretSha256 != "":
+			return nil, fmt.Errorf("tokenrevoke: clients[%d] (%s): set secret or secretSha256, not both", i, id)
+		case cl.Secret != "":
+			s.clients[id] = sha256.Sum256([]byte(cl.Secret))
+		case cl.SecretSha256 != "":
+			raw, err := hex.DecodeString(strings.TrimSpace(cl.SecretSha256))
+			if err != nil || len(raw) != 32 {
+				return nil, fmt.Errorf("tokenrevoke: clients[%d].secretSha256 (%s): must be 64 hex characters", i, id)
+			}
+			var d [32]byte
+			copy(d[:], raw)
+			s.clients[id] = d
+		default:
+			return nil, fmt.Errorf("tokenrevoke: clients[%d].secret: client %q needs a secret or secretSha256", i, id)
+		}
+	}
+	if c.NATS != nil {
+		n, err := parseNATS(c.NATS)
+		if err != nil {
+			return nil, err
+		}
+		s.nats = n
+	}
+	if s.failClosed && (s.nats == nil || s.nats.stream == "") {
+		return nil, errors.New("tokenrevoke: failClosed: needs nats.stream (it waits for the JetStream replay)")
+	}
+	return s, nil
+}
+
+// parseDuration reads a Go duration ("24h", "90m") or a whole number of seconds.
+// Traefik's config decoder has no duration hook, so durations arrive as strings.
+func parseDuration(key, v, def string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		v = def
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		d = time.Duration(n) * time.Second
+	} else {
+		d, err = time.ParseDuration(v)
+		if err != nil {
+			return 0, fmt.Errorf("tokenrevoke: %s: %q is not a duration (use e.g. \"24h\", \"90m\" or seconds)", key, v)
+		}
+	}
+	if d < 0 || (d == 0 && key == "defaultTTL") {
+		return 0, fmt.Errorf("tokenrevoke: %s: %q must be positive", key, v)
+	}
+	return d, nil
+}
+
+func parseNATS(c *NATSConfig) (*natsSettings, error) {
+	n := &natsSettings{
+		subject:   strings.TrimSpace(c.Subject),
+		name:      strings.TrimSpace(c.Name),
+		token:     c.Token,
+		user:      c.User,
+		password:  c.Password,
+		nkeySeed:  strings.TrimSpace(c.NKeySeed),
+		credsFile: strings.TrimSpace(c.CredsFile),
+		tls:       c.TLS,
+		stream:    strings.TrimSpace(c.Stream),
+		replicas:  c.Replicas,
+	}
+	for i, srv := range c.Servers {
+		srv = strings.TrimSpace(srv)
+		if srv == "" {
+			continue
+		}
+		u := srv
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := url.Parse(u)
+		if err != nil || p.Host == "" {
+			return nil, fmt.Errorf("tokenrevoke: nats.servers[%d]: not a NATS URL", i)
+		}
+		switch p.Scheme {
+		case "nats", "tls":
+		default:
+			return nil, fmt.Errorf("tokenrevoke: nats.servers[%d]: scheme %q is not nats:// or tls://", i, p.Scheme)
+		}
+		n.servers = append(n.servers, u)
+	}
+	if len(n.servers) == 0 {
+		return nil, errors.New("tokenrevoke: nats.servers: at least one server URL is required when nats is set")
+	}
+	if n.subject == "" {
+		n.subject = "tokens.revoked"
+	}
+	if strings.ContainsAny(n.subject, " \t\r\n*>") || strings.HasPrefix(n.subject, ".") ||
+		strings.HasSuffix(n.subject, ".") || strings.Contains(n.subject, "..") {
+		return nil, fmt.Errorf("tokenrevoke: nats.subject: %q is not a valid subject prefix (no wildcards, spaces or empty tokens)", n.subject)
+	}
+	if n.name == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "gateway"
+		}
+		n.name = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	auth := 0
+	if n.token != "" {
+		auth++
+	}
+	if n.user != "" || n.password != "" {
+		if n.user == "" {
+			return nil, errors.New("tokenrevoke: nats.user: is required with nats.password")
+		}
+		auth++
+	}
+	if n.nkeySeed != "" {
+		auth++
+	}
+	if n.credsFile != "" {
+		auth++
+	}
+	if auth > 1 {
+		return nil, errors.New("tokenrevoke: nats: set only one of token, user+password, nkeySeed, credsFile")
+	}
+	if n.stream != "" && strings.ContainsAny(n.stream, " \t.*>/\\") {
+		return nil, fmt.Errorf("tokenrevoke: nats.stream: %q is not a valid stream name", n.stream)
+	}
+	if n.replicas == 0 {
+		n.replicas = 1
+	}
+	if n.replicas < 1 || n.replicas > 5 {
+		return nil, fmt.Errorf("tokenrevoke: nats.replicas: must be 1 to 5, got %d", n.replicas)
+	}
+	return n, nil
+}
+
+// key identifies a distinct NATS configuration: middlewares with equal keys share one
+// connection, subscription and store in the Traefik process.
+func (n *natsSettings) key() string {
+	servers := append([]string(nil), n.servers...)
+	sort.Strings(servers)
+	parts := []string{
+		strings.Join(servers, ","), n.subject, n.name, n.stream, strconv.Itoa(n.replicas),
+		n.token, n.user, n.password, n.nkeySeed, n.credsFile,
+	}
+	if n.tls != nil {
+		parts = append(parts, n.tls.CA, n.tls.Cert, n.tls.Key, strconv.FormatBool(n.tls.InsecureSkipVerify))
+	}
+	// Hash so that secrets inside the key never sit in a map key that could be printed.
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(sum[:])
+}

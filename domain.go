@@ -1,0 +1,116 @@
+package tokenrevoke
+
+import (
+	"sync"
+	"time"
+)
+
+// A domain is the revocation state one Traefik process keeps for one NATS configuration
+// (or for "no NATS"): the store of revoked tokens plus, when configured, the NATS link
+// that shares it. Traefik calls New for every router and every reload; all those
+// middleware instances join the same domain, so a reload never forgets a revocation and
+// never opens a second connection.
+type domain struct {
+	key   string
+	store *store
+	log   *logger
+	link  link // nil without NATS
+}
+
+// link shares revocations with other gateways (implemented over NATS).
+type link interface {
+	// publish sends one revocation and returns once the NATS server confirmed it.
+	publish(r revocation) error
+	// synced reports whether the replay of stored revocations has completed.
+	synced() bool
+	// status describes the connection for the status endpoint.
+	status() linkStatus
+}
+
+// revocation is one revoked token as shared between gateways.
+type revocation struct {
+	sum       [32]byte
+	hint      string
+	exp       int64 // unix seconds
+	revokedAt time.Time
+}
+
+type linkStatus struct {
+	Connected   bool   `json:"connected"`
+	Server      string `json:"server,omitempty"`
+	Stream      string `json:"stream,omitempty"`
+	StreamSeq   uint64 `json:"streamSequence,omitempty"`
+	Synced      bool   `json:"synced"`
+	LastError   string `json:"lastError,omitempty"`
+	Received    int64  `json:"received"`
+	Dropped     int64  `json:"dropped"`
+	Published   int64  `json:"published"`
+	PublishFail int64  `json:"publishFailures"`
+}
+
+// janitorEvery is how often expired entries are swept from a domain's store.
+const janitorEvery = 30 * time.Second
+
+var (
+	domainsMu sync.Mutex
+	domains   = make(map[string]*domain)
+)
+
+// joinDomain returns the process-wide domain for s, creating it (and its NATS link)
+// on first use. A later New with a different cacheSize resizes the shared store.
+func joinDomain(s *settings, log *logger) (*domain, error) {
+	key := "local"
+	if s.nats != nil {
+		key = "nats:" + s.nats.key()
+	}
+	domainsMu.Lock()
+	defer domainsMu.Unlock()
+	if d, ok := domains[key]; ok {
+		if d.store.capacity != s.cacheSize {
+			d.store.setCapacity(s.cacheSize, time.Now().Unix())
+		}
+		return d, nil
+	}
+	d := &domain{key: key, log: log}
+	d.store = newStore(s.cacheSize, log)
+	if s.nats != nil {
+		l, err := startNATSLink(d, s.nats, log)
+		if err != nil {
+			return nil, err
+		}
+		d.link = l
+	}
+	domains[key] = d
+	go d.janitor()
+	return d, nil
+}
+
+// janitor sweeps expired entries for the life of the process (domains are never
+// dropped: Traefik gives plugins no shutdown hook, and a reload must keep them).
+func (d *domain) janitor() {
+	for {
+		time.Sleep(janitorEvery)
+		d.store.sweep(time.Now().Unix())
+	}
+}
+
+// revoke applies a revocation locally, then shares it. The local entry is kept even
+// when sharing fails, so this gateway enforces it while the client retries.
+func (d *domain) revoke(sum [32]byte, exp int64, hint string, now time.Time) error {
+	if !d.store.add(sum, exp, now.Unix()) {
+		return nil // already expired: nothing left to enforce
+	}
+	if d.link == nil {
+		return nil
+	}
+	return d.link.publish(revocation{sum: sum, hint: hint, exp: exp, revokedAt: now})
+}
+
+// apply records a revocation received from another gateway.
+func (d *domain) apply(r revocation) {
+	d.store.add(r.sum, r.exp, time.Now().Unix())
+}
+
+func (d *domain) isSynced() bool {
+	return d.link == nil || d.link.synced()
+}

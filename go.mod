@@ -1,0 +1,3 @@
+module github.com/tokenrevoke/tokenrevoke
+
+go 1.22
