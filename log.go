@@ -3,19 +3,20 @@ package tokenrevoke
 import (
 	"fmt"
 	"io"
-	"os"
+	"log"
 	"sync"
-	"time"
 )
 
-// Traefik gives the interpreter its own stdout and stderr: what the plugin writes to
-// os.Stdout lands in Traefik's log at DEBUG level, os.Stderr at ERROR level. Info lines
-// go to stdout, warnings and errors to stderr, each tagged with its own level.
+// Traefik gives the interpreter its own stdout and stderr writers, which feed its log:
+// stdout at DEBUG level, stderr at ERROR level. Only the fmt.Print* and log.Print*
+// functions are bound to those writers (os.Stdout and os.Stderr stay the process's own
+// unless YAEGI_SPECIAL_STDIO is set), so info lines go through fmt.Print and warnings
+// and errors through log.Print, each tagged with its own level.
 //
 // No log line ever holds a raw token or a client secret: tokens are only ever named by
 // a short prefix of their SHA-256, secrets not at all.
 
-// logSink, when set (tests), receives every line instead of stdout/stderr.
+// logSink, when set (tests), receives every line instead.
 var (
 	logSinkMu sync.Mutex
 	logSink   io.Writer
@@ -30,24 +31,27 @@ func newLogger(name string) *logger {
 }
 
 func (l *logger) infof(format string, args ...interface{}) {
-	l.write(os.Stdout, "INFO", format, args)
+	l.write(false, "INFO", format, args)
 }
 
 func (l *logger) warnf(format string, args ...interface{}) {
-	l.write(os.Stderr, "WARN", format, args)
+	l.write(true, "WARN", format, args)
 }
 
 func (l *logger) errorf(format string, args ...interface{}) {
-	l.write(os.Stderr, "ERROR", format, args)
+	l.write(true, "ERROR", format, args)
 }
 
-func (l *logger) write(w io.Writer, level, format string, args []interface{}) {
-	line := time.Now().UTC().Format(time.RFC3339) + " " + level + " tokenrevoke[" + l.name + "]: " +
-		fmt.Sprintf(format, args...) + "\n"
+func (l *logger) write(toStderr bool, level, format string, args []interface{}) {
+	line := level + " tokenrevoke[" + l.name + "]: " + fmt.Sprintf(format, args...) + "\n"
 	logSinkMu.Lock()
-	if logSink != nil {
-		w = logSink
+	defer logSinkMu.Unlock()
+	switch {
+	case logSink != nil:
+		_, _ = io.WriteString(logSink, line)
+	case toStderr:
+		log.Print(line)
+	default:
+		fmt.Print(line)
 	}
-	_, _ = io.WriteString(w, line)
-	logSinkMu.Unlock()
 }

@@ -56,18 +56,16 @@ func newTestMiddleware(t *testing.T, mutate func(c *Config)) (*Middleware, *back
 	if mutate != nil {
 		mutate(c)
 	}
-	b := &backend{}
-	h, err := New(context.Background(), b, c, fmt.Sprintf("test-%d", testDomainSeq))
+	s, err := parseConfig(c)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("config: %v", err)
 	}
-	m := h.(*Middleware)
-	// Give each test a fresh store.
 	testDomainSeq++
-	m.domain = &domain{key: fmt.Sprintf("test-%d", testDomainSeq), log: m.log}
-	m.domain.store = newStore(m.settings.cacheSize, m.log)
-	m.store = m.domain.store
-	return m, b
+	name := fmt.Sprintf("test-%d", testDomainSeq)
+	log := newLogger(name)
+	d := &domain{key: name, log: log, store: newStore(s.cacheSize, log)}
+	b := &backend{}
+	return newMiddleware(b, name, s, d, log), b
 }
 
 func sha256Hex(s string) string {
@@ -201,7 +199,9 @@ func TestRevokeSuccess(t *testing.T) {
 		name string
 		req  func(tok string) *http.Request
 	}{
-		{"basic", func(tok string) *http.Request { return revokeReq("token="+url.QueryEscape(tok), basic("portal", "s3cret")) }},
+		{"basic", func(tok string) *http.Request {
+			return revokeReq("token="+url.QueryEscape(tok), basic("portal", "s3cret"))
+		}},
 		{"basic lowercase scheme", func(tok string) *http.Request {
 			r := revokeReq("token="+url.QueryEscape(tok), "")
 			r.Header.Set("Authorization", "basic "+base64.StdEncoding.EncodeToString([]byte("portal:s3cret")))

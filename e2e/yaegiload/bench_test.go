@@ -1,0 +1,148 @@
+package yaegiload
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The request-path benchmarks call the interpreted handler from compiled code through
+// the http.Handler interface, exactly as Traefik does, with a compiled no-op next
+// handler, so the difference between two benchmarks is the plugin's own cost.
+
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+var nopNext = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+
+// benchToken is shaped like a typical RS256 access token (~300 bytes).
+var benchToken = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9." + strings.Repeat("eyJzdWIiOiIxMjM0NTY3ODkwIiwic2NvcGUiOiJvcmRlcnMifQ", 3) + "." + strings.Repeat("SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c", 2)
+
+func benchRequest() *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, "http://gw/api/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+benchToken)
+	req.Header.Set("Accept", "application/json")
+	return req
+}
+
+func runHandler(b *testing.B, h http.Handler) {
+	req := benchRequest()
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.ServeHTTP(w, req)
+	}
+}
+
+func BenchmarkYaegiPassThrough(b *testing.B) {
+	gopath := b.TempDir()
+	src := filepath.Join(RepoRoot(), "e2e", "testdata", "passthrough")
+	dst := filepath.Join(gopath, "src", "github.com", "tokenrevoke", "passthrough")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range []string{"go.mod", "passthrough.go"} {
+		if err := copyFile(filepath.Join(src, f), filepath.Join(dst, f)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	p, err := LoadFrom(gopath, "github.com/tokenrevoke/passthrough", "passthrough", Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := p.New(context.Background(), nopNext, nil, "floor")
+	if err != nil {
+		b.Fatal(err)
+	}
+	runHandler(b, h)
+}
+
+// fillStore adds n synthetic revoked entries to the process-wide "local" domain of the
+// interpreted plugin, with interpreted code (as NATS-received revocations would be).
+func fillStore(b testing.TB, p *Plugin, n int) {
+	b.Helper()
+	if _, err := p.Interp.Eval(`import "time"`); err != nil {
+		b.Fatal(err)
+	}
+	_, err := p.Interp.Eval(`func fillRevoked(n int) int {
+	s := tokenrevoke.domains["local"].store
+	now := time.Now().Unix()
+	var k [32]byte
+	k[31] = 0xAB
+	for i := 0; i < n; i++ {
+		k[0] = byte(i)
+		k[1] = byte(i >> 8)
+		k[2] = byte(i >> 16)
+		k[3] = byte(i >> 24)
+		s.add(k, now+86400, now)
+	}
+	return s.len()
+}`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := p.Interp.Eval(fmt.Sprintf("fillRevoked(%d)", n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if got := v.Int(); got != int64(n) {
+		b.Fatalf("store holds %d entries, want %d", got, n)
+	}
+}
+
+func benchTokenrevoke(b *testing.B, entries int, revoked bool) {
+	p := loadPlugin(b)
+	cfg := yamlConfig()
+	cfg["cacheSize"] = entries + 10
+	h, err := p.New(context.Background(), nopNext, cfg, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if entries > 0 {
+		fillStore(b, p, entries)
+	}
+	if revoked {
+		rec := do(h, revoke(benchToken, basicAuth("portal", "s3cret"), ""))
+		if rec.Code != 200 {
+			b.Fatalf("revoke: %d", rec.Code)
+		}
+	}
+	runHandler(b, h)
+}
+
+func BenchmarkYaegiTokenrevoke0(b *testing.B)         { benchTokenrevoke(b, 0, false) }
+func BenchmarkYaegiTokenrevoke1M(b *testing.B)        { benchTokenrevoke(b, 1000000, false) }
+func BenchmarkYaegiTokenrevoke1MRevoked(b *testing.B) { benchTokenrevoke(b, 1000000, true) }
+
+// BenchmarkYaegiFill measures interpreted inserts and the heap held per entry at 1M.
+func BenchmarkYaegiMemoryPerEntry(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		p := loadPlugin(b)
+		cfg := yamlConfig()
+		cfg["cacheSize"] = 1000000
+		if _, err := p.New(context.Background(), nopNext, cfg, "mem"); err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		fillStore(b, p, 1000000)
+		took := time.Since(start)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "bytes/entry")
+		b.ReportMetric(float64(took.Nanoseconds())/1e6, "ns/insert")
+		runtime.KeepAlive(p)
+	}
+}
