@@ -1,8 +1,226 @@
 package tokenrevoke
 
-import "errors"
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
-// startNATSLink connects a domain to NATS. (Implemented with the natsclient package.)
+	"github.com/tokenrevoke/tokenrevoke/natsclient"
+)
+
+// Wire format, version 1 (documented in the README; an identity provider may publish it
+// with nats.go or `nats pub`):
+//
+//	subject: <subject>.<sha256 hex of the token>
+//	body:    {"v":1,"sha256":"<hex>","hint":"access_token","exp":<unix seconds>,
+//	          "revokedAt":"<RFC 3339>","origin":"<gateway name>"}
+//
+// The raw token never leaves the gateway: only its SHA-256 is sent.
+type wireRevocation struct {
+	V         int    `json:"v"`
+	Sha256    string `json:"sha256"`
+	Hint      string `json:"hint,omitempty"`
+	Exp       int64  `json:"exp"`
+	RevokedAt string `json:"revokedAt"`
+	Origin    string `json:"origin"`
+}
+
+// publishTimeout bounds how long a revoke request waits for NATS to confirm.
+const publishTimeout = 2 * time.Second
+
+// dropWarnEvery rate-limits warnings about dropped (malformed) messages.
+const dropWarnEvery = 10 * time.Second
+
+// natsLink shares a domain's revocations over core NATS.
+type natsLink struct {
+	d    *domain
+	n    *natsSettings
+	log  *logger
+	conn *natsclient.Conn
+
+	received    int64 // atomic: valid revocations received
+	dropped     int64 // atomic: malformed messages dropped
+	published   int64 // atomic
+	publishFail int64 // atomic
+
+	mu         sync.Mutex
+	lastErr    string
+	lastDropAt time.Time
+	unreported int64
+}
+
 func startNATSLink(d *domain, n *natsSettings, log *logger) (link, error) {
-	return nil, errors.New("tokenrevoke: nats: not implemented yet")
+	l := &natsLink{d: d, n: n, log: log}
+	opts := natsclient.Options{
+		Servers:   n.servers,
+		Name:      n.name,
+		Token:     n.token,
+		User:      n.user,
+		Password:  n.password,
+		NKeySeed:  n.nkeySeed,
+		CredsFile: n.credsFile,
+		Logf:      l.clientLog,
+		OnConnect: l.onConnect,
+	}
+	if n.tls != nil {
+		opts.TLS = &natsclient.TLSOptions{
+			CA:                 n.tls.CA,
+			Cert:               n.tls.Cert,
+			Key:                n.tls.Key,
+			InsecureSkipVerify: n.tls.InsecureSkipVerify,
+		}
+	}
+	conn, err := natsclient.Connect(opts)
+	if err != nil {
+		return nil, errors.New("tokenrevoke: nats: " + err.Error())
+	}
+	l.conn = conn
+	if _, err := conn.Subscribe(n.subject+".>", l.onMsg); err != nil {
+		conn.Close()
+		return nil, errors.New("tokenrevoke: nats.subject: " + err.Error())
+	}
+	log.infof("sharing revocations on NATS subject %s.> as %q", n.subject, n.name)
+	return l, nil
+}
+
+// clientLog forwards the NATS client's log lines (which never carry credentials).
+func (l *natsLink) clientLog(level, msg string) {
+	switch level {
+	case "warn":
+		l.setErr(msg)
+		l.log.warnf("nats: %s", msg)
+	case "error":
+		l.setErr(msg)
+		l.log.errorf("nats: %s", msg)
+	case "info":
+		l.log.infof("nats: %s", msg)
+	}
+}
+
+func (l *natsLink) onConnect(url string) {
+	l.setErr("")
+	l.log.infof("nats: connected to %s", url)
+}
+
+func (l *natsLink) setErr(msg string) {
+	l.mu.Lock()
+	l.lastErr = msg
+	l.mu.Unlock()
+}
+
+// publish sends r and waits for the server's PONG, so a nil error means the server
+// has the message.
+func (l *natsLink) publish(r revocation) error {
+	body, subject := encodeRevocation(r, l.n)
+	err := l.conn.Publish(subject, body)
+	if err == nil {
+		err = l.conn.Flush(publishTimeout)
+	}
+	if err != nil {
+		atomic.AddInt64(&l.publishFail, 1)
+		return err
+	}
+	atomic.AddInt64(&l.published, 1)
+	return nil
+}
+
+func encodeRevocation(r revocation, n *natsSettings) ([]byte, string) {
+	sum := hex.EncodeToString(r.sum[:])
+	body, _ := json.Marshal(wireRevocation{
+		V:         1,
+		Sha256:    sum,
+		Hint:      r.hint,
+		Exp:       r.exp,
+		RevokedAt: r.revokedAt.UTC().Format(time.RFC3339),
+		Origin:    n.name,
+	})
+	return body, n.subject + "." + sum
+}
+
+// onMsg applies a revocation received on <subject>.>. It runs on the client's reader
+// goroutine: anything unexpected is dropped with a (rate-limited) warning.
+func (l *natsLink) onMsg(m *natsclient.Msg) {
+	r, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
+	if reason != "" {
+		l.drop(m.Subject, reason)
+		return
+	}
+	atomic.AddInt64(&l.received, 1)
+	l.d.apply(r)
+}
+
+// decodeRevocation validates a wire message; reason is non-empty when it is unusable.
+func decodeRevocation(subject string, data []byte, prefix string) (revocation, string) {
+	var r revocation
+	var w wireRevocation
+	if err := json.Unmarshal(data, &w); err != nil {
+		return r, "body is not JSON"
+	}
+	if w.V != 1 {
+		return r, "unsupported version"
+	}
+	if len(w.Sha256) != 64 {
+		return r, "sha256 is not 64 hex characters"
+	}
+	raw, err := hex.DecodeString(w.Sha256)
+	if err != nil {
+		return r, "sha256 is not 64 hex characters"
+	}
+	if !strings.EqualFold(subject, prefix+"."+w.Sha256) {
+		return r, "subject does not end with the message's sha256"
+	}
+	if w.Exp <= 0 || w.Exp > maxExpiry {
+		return r, "exp is missing or out of range"
+	}
+	copy(r.sum[:], raw)
+	r.exp = w.Exp
+	r.hint = w.Hint
+	if t, err := time.Parse(time.RFC3339, w.RevokedAt); err == nil {
+		r.revokedAt = t
+	}
+	return r, ""
+}
+
+func (l *natsLink) drop(subject, reason string) {
+	atomic.AddInt64(&l.dropped, 1)
+	l.mu.Lock()
+	l.unreported++
+	now := time.Now()
+	if now.Sub(l.lastDropAt) < dropWarnEvery {
+		l.mu.Unlock()
+		return
+	}
+	n := l.unreported
+	l.unreported = 0
+	l.lastDropAt = now
+	l.mu.Unlock()
+	if len(subject) > 100 {
+		subject = subject[:100] + "..."
+	}
+	l.log.warnf("nats: dropped %d malformed revocation message(s); latest on %q: %s", n, subject, reason)
+}
+
+func (l *natsLink) synced() bool { return true }
+
+func (l *natsLink) status() linkStatus {
+	l.mu.Lock()
+	lastErr := l.lastErr
+	l.mu.Unlock()
+	if lastErr == "" && l.conn.LastError() != nil {
+		lastErr = l.conn.LastError().Error()
+	}
+	return linkStatus{
+		Connected:   l.conn.Connected(),
+		Server:      l.conn.ConnectedURL(),
+		Synced:      true,
+		LastError:   lastErr,
+		Received:    atomic.LoadInt64(&l.received),
+		Dropped:     atomic.LoadInt64(&l.dropped),
+		Published:   atomic.LoadInt64(&l.published),
+		PublishFail: atomic.LoadInt64(&l.publishFail),
+	}
 }
