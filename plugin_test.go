@@ -46,7 +46,7 @@ var testDomainSeq int
 
 // newTestMiddleware builds a middleware with its own domain (store), so tests do not
 // share revocations through the process-wide registry.
-func newTestMiddleware(t *testing.T, mutate func(c *Config)) (*Middleware, *backend) {
+func newTestMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *backend) {
 	t.Helper()
 	c := CreateConfig()
 	c.Clients = []ClientConfig{

@@ -15,7 +15,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${TOKENREVOKE_CACHE:-$root/.cache}"
 out="$cache/traefik-$TRAEFIK_VERSION/traefik"
 
-if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "${TRAEFIK_VERSION#v}"; then
+# Capture the version first: with pipefail, `... | grep -q` can fail when grep exits
+# before Traefik has finished writing (SIGPIPE), which forced needless rebuilds.
+if [ -x "$out" ] && [[ "$("$out" version 2>/dev/null || true)" == *"Version:"*"${TRAEFIK_VERSION#v}"* ]]; then
   echo "$out"
   exit 0
 fi

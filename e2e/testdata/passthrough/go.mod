@@ -1,0 +1,3 @@
+module github.com/tokenrevoke/passthrough
+
+go 1.22

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every test of the project, the way CI does:
+#   1. gofmt / go vet / vendor check of both modules
+#   2. the plugin module natively (go test -race)
+#   3. the same packages under the yaegi v0.16.1 interpreter (what Traefik runs)
+#   4. the e2e module: the plugin loaded exactly as Traefik loads it, gateways sharing
+#      revocations over an embedded nats-server, and real Traefik v3.6.12 processes
+# It installs what it needs (yaegi CLI, nats-server, Traefik built from the Go module
+# proxy into .cache/). Set SKIP_TRAEFIK_BUILD=1 with TRAEFIK_BIN=... to use a prebuilt binary.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+gobin="$(go env GOPATH)/bin"
+export PATH="$gobin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+if ! yaegi version 2>/dev/null | grep -q 'v0.16.1'; then
+  go install github.com/traefik/yaegi/cmd/yaegi@v0.16.1
+fi
+if ! nats-server --version 2>/dev/null | grep -q 'v2.12.1'; then
+  go install github.com/nats-io/nats-server/v2@v2.12.1
+fi
+export NATS_SERVER_BIN="$gobin/nats-server"
+echo "yaegi $(yaegi version 2>/dev/null || echo '?'), $(nats-server --version)"
+
+step "format and vet"
+unformatted="$(gofmt -l $(git ls-files '*.go' | grep -v '^vendor/'))"
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+(cd e2e && go vet ./...)
+if grep -qE 'nats-io/nats.go|hashicorp/golang-lru/v2' go.mod; then
+  echo "the plugin module must not depend on nats.go or golang-lru/v2 (they cannot run in Traefik)"; exit 1
+fi
+
+step "plugin module, native (race detector on)"
+go test -race -count=1 ./...
+
+step "plugin module under yaegi v0.16.1"
+# yaegi resolves imports through GOPATH, so the module is mounted at its import path.
+ygp="$(mktemp -d)"
+trap 'rm -rf "$ygp"' EXIT
+mkdir -p "$ygp/src/github.com/tokenrevoke"
+ln -s "$root" "$ygp/src/github.com/tokenrevoke/tokenrevoke"
+(cd "$ygp/src/github.com/tokenrevoke/tokenrevoke" && GOPATH="$ygp" GO111MODULE=off yaegi test .)
+(cd "$ygp/src/github.com/tokenrevoke/tokenrevoke/natsclient" && GOPATH="$ygp" GO111MODULE=off yaegi test .)
+
+step "Traefik binary"
+if [ -z "${TRAEFIK_BIN:-}" ]; then
+  TRAEFIK_BIN="$(bash e2e/build-traefik.sh | tail -n 1)"
+fi
+export TRAEFIK_BIN
+"$TRAEFIK_BIN" version | head -n 1
+
+step "e2e module: yaegi loader, NATS propagation, real Traefik"
+(cd e2e && go test -count=1 -timeout 30m ./...)
+
+step "all tests passed"
