@@ -114,21 +114,43 @@ func (s *store) add(key [32]byte, exp int64, now int64) bool {
 		return false
 	}
 	s.mu.Lock()
+	s.addLocked(key, exp, now)
+	s.mu.Unlock()
+	return true
+}
+
+// addBatch adds many entries under one lock (a JetStream replay delivers them by the
+// thousand); entries already expired at now are skipped. It returns how many it added.
+func (s *store) addBatch(keys [][32]byte, exps []int64, now int64) int {
+	n := 0
+	s.mu.Lock()
+	for i := 0; i < len(keys); i++ {
+		if exps[i] > now {
+			s.addLocked(keys[i], exps[i], now)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	return n
+}
+
+// addLocked inserts one live entry. It runs once per revocation, a million times in a
+// large replay, so the common case (a new key, room left) is written out flat: under
+// yaegi every extra call costs a frame allocation.
+func (s *store) addLocked(key [32]byte, exp int64, now int64) {
 	if slot, ok := s.index[key]; ok {
 		if exp > s.exps[slot] {
 			s.exps[slot] = exp
 			s.addToBucketLocked(slot, exp)
 		}
 		s.moveToFrontLocked(slot)
-		s.mu.Unlock()
-		return true
+		return
 	}
-	s.expireLocked(now)
+	if len(s.bucketIDs) > 0 && s.bucketIDs[0]*expiryBucket <= now {
+		s.expireLocked(now)
+	}
 	if s.count >= s.capacity {
-		s.expireEarliestLocked(now)
-	}
-	for s.count >= s.capacity && s.tail != nilSlot {
-		s.evictTailLocked(now)
+		s.makeRoomLocked(now)
 	}
 	var slot int32
 	if n := len(s.free); n > 0 {
@@ -137,18 +159,66 @@ func (s *store) add(key [32]byte, exp int64, now int64) bool {
 		s.keys[slot] = key
 		s.exps[slot] = exp
 	} else {
+		if len(s.keys) == cap(s.keys) {
+			s.growLocked()
+		}
 		slot = int32(len(s.keys))
 		s.keys = append(s.keys, key)
 		s.exps = append(s.exps, exp)
 		s.prev = append(s.prev, nilSlot)
-		s.next = append(s.next, nilSlot)
+		s.next = append(s.next, s.head)
 	}
 	s.index[key] = slot
 	s.count++
-	s.pushFrontLocked(slot)
-	s.addToBucketLocked(slot, exp)
-	s.mu.Unlock()
-	return true
+	// Push to the front of the LRU list.
+	s.prev[slot] = nilSlot
+	s.next[slot] = s.head
+	if s.head != nilSlot {
+		s.prev[s.head] = slot
+	} else {
+		s.tail = slot
+	}
+	s.head = slot
+	// Index by expiry bucket.
+	b := (exp + expiryBucket - 1) / expiryBucket
+	slots, ok := s.buckets[b]
+	if !ok {
+		s.newBucketLocked(b)
+	}
+	s.buckets[b] = append(slots, slot)
+}
+
+// growLocked doubles the per-slot slices (never beyond capacity). append alone grows
+// large slices by only 1.25x, which copies a million-entry store several times over.
+func (s *store) growLocked() {
+	n := 2 * cap(s.keys)
+	if n < 1024 {
+		n = 1024
+	}
+	if n > s.capacity && s.capacity >= len(s.keys)+1 {
+		n = s.capacity
+	}
+	keys := make([][32]byte, len(s.keys), n)
+	copy(keys, s.keys)
+	s.keys = keys
+	exps := make([]int64, len(s.exps), n)
+	copy(exps, s.exps)
+	s.exps = exps
+	prev := make([]int32, len(s.prev), n)
+	copy(prev, s.prev)
+	s.prev = prev
+	next := make([]int32, len(s.next), n)
+	copy(next, s.next)
+	s.next = next
+}
+
+// makeRoomLocked frees one place: an expired entry if there is one, else the least
+// recently used.
+func (s *store) makeRoomLocked(now int64) {
+	s.expireEarliestLocked(now)
+	for s.count >= s.capacity && s.tail != nilSlot {
+		s.evictTailLocked(now)
+	}
 }
 
 // setCapacity changes the most entries held; shrinking evicts at once.
@@ -236,12 +306,18 @@ func (s *store) addToBucketLocked(slot int32, exp int64) {
 	b := bucketOf(exp)
 	slots, ok := s.buckets[b]
 	if !ok {
-		i := sort.Search(len(s.bucketIDs), func(i int) bool { return s.bucketIDs[i] >= b })
-		s.bucketIDs = append(s.bucketIDs, 0)
-		copy(s.bucketIDs[i+1:], s.bucketIDs[i:])
-		s.bucketIDs[i] = b
+		s.newBucketLocked(b)
 	}
 	s.buckets[b] = append(slots, slot)
+}
+
+// newBucketLocked inserts bucket id b into the sorted bucketIDs.
+func (s *store) newBucketLocked(b int64) {
+	ids := s.bucketIDs
+	i := sort.Search(len(ids), func(j int) bool { return ids[j] >= b })
+	s.bucketIDs = append(ids, 0)
+	copy(s.bucketIDs[i+1:], s.bucketIDs[i:])
+	s.bucketIDs[i] = b
 }
 
 // evictTailLocked drops the least recently used entry. It is alive (expired ones were
