@@ -38,6 +38,8 @@ type natsSettings struct {
 	tls       *TLSConfig
 	stream    string
 	replicas  int
+	// defaultTTL is the middleware's, used to check an existing stream's max_age.
+	defaultTTL time.Duration
 }
 
 // parseConfig validates c. Every error names the offending key and never echoes a secret.
@@ -116,6 +118,9 @@ func parseConfig(c *Config) (*settings, error) {
 			return nil, err
 		}
 		s.nats = n
+	}
+	if s.nats != nil {
+		s.nats.defaultTTL = s.defaultTTL
 	}
 	if s.failClosed && (s.nats == nil || s.nats.stream == "") {
 		return nil, errors.New("tokenrevoke: failClosed: needs nats.stream (it waits for the JetStream replay)")

@@ -22,6 +22,11 @@ var (
 	logSink   io.Writer
 )
 
+func init() {
+	// Traefik stamps every line itself; log's own date and time would only repeat it.
+	log.SetFlags(0)
+}
+
 type logger struct {
 	name string
 }

@@ -51,10 +51,14 @@ type natsLink struct {
 	lastErr    string
 	lastDropAt time.Time
 	unreported int64
+
+	// JetStream mode (nats.stream set); see stream.go.
+	js js
 }
 
 func startNATSLink(d *domain, n *natsSettings, log *logger) (link, error) {
 	l := &natsLink{d: d, n: n, log: log}
+	l.js.wakeCh = make(chan struct{}, 1)
 	opts := natsclient.Options{
 		Servers:   n.servers,
 		Name:      n.name,
@@ -79,6 +83,13 @@ func startNATSLink(d *domain, n *natsSettings, log *logger) (link, error) {
 		return nil, errors.New("tokenrevoke: nats: " + err.Error())
 	}
 	l.conn = conn
+	if n.stream != "" {
+		// The ordered consumer delivers stored and live revocations alike; a core
+		// subscription on the same subjects would only duplicate them.
+		log.infof("sharing revocations through JetStream stream %s (subjects %s.>) as %q", n.stream, n.subject, n.name)
+		go l.js.run(l)
+		return l, nil
+	}
 	if _, err := conn.Subscribe(n.subject+".>", l.onMsg); err != nil {
 		conn.Close()
 		return nil, errors.New("tokenrevoke: nats.subject: " + err.Error())
@@ -104,6 +115,9 @@ func (l *natsLink) clientLog(level, msg string) {
 func (l *natsLink) onConnect(url string) {
 	l.setErr("")
 	l.log.infof("nats: connected to %s", url)
+	if l.n.stream != "" {
+		l.js.wake()
+	}
 }
 
 func (l *natsLink) setErr(msg string) {
@@ -116,9 +130,14 @@ func (l *natsLink) setErr(msg string) {
 // has the message.
 func (l *natsLink) publish(r revocation) error {
 	body, subject := encodeRevocation(r, l.n)
-	err := l.conn.Publish(subject, body)
-	if err == nil {
-		err = l.conn.Flush(publishTimeout)
+	var err error
+	if l.n.stream != "" {
+		err = l.js.publish(l, subject, body, r.exp)
+	} else {
+		err = l.conn.Publish(subject, body)
+		if err == nil {
+			err = l.conn.Flush(publishTimeout)
+		}
 	}
 	if err != nil {
 		atomic.AddInt64(&l.publishFail, 1)
@@ -204,7 +223,12 @@ func (l *natsLink) drop(subject, reason string) {
 	l.log.warnf("nats: dropped %d malformed revocation message(s); latest on %q: %s", n, subject, reason)
 }
 
-func (l *natsLink) synced() bool { return true }
+func (l *natsLink) synced() bool {
+	if l.n.stream == "" {
+		return true
+	}
+	return l.js.synced()
+}
 
 func (l *natsLink) status() linkStatus {
 	l.mu.Lock()
@@ -213,10 +237,16 @@ func (l *natsLink) status() linkStatus {
 	if lastErr == "" && l.conn.LastError() != nil {
 		lastErr = l.conn.LastError().Error()
 	}
+	var seq uint64
+	if l.n.stream != "" {
+		seq = l.js.lastSeq()
+	}
 	return linkStatus{
 		Connected:   l.conn.Connected(),
 		Server:      l.conn.ConnectedURL(),
-		Synced:      true,
+		Stream:      l.n.stream,
+		StreamSeq:   seq,
+		Synced:      l.synced(),
 		LastError:   lastErr,
 		Received:    atomic.LoadInt64(&l.received),
 		Dropped:     atomic.LoadInt64(&l.dropped),
