@@ -121,14 +121,42 @@ func (s *store) add(key [32]byte, exp int64, now int64) bool {
 
 // addBatch adds many entries under one lock (a JetStream replay delivers them by the
 // thousand); entries already expired at now are skipped. It returns how many it added.
+// The insertion of a new key is written out in the loop (the same steps as addLocked):
+// under yaegi a call per entry would cost a frame allocation per entry.
 func (s *store) addBatch(keys [][32]byte, exps []int64, now int64) int {
 	n := 0
 	s.mu.Lock()
 	for i := 0; i < len(keys); i++ {
-		if exps[i] > now {
-			s.addLocked(keys[i], exps[i], now)
-			n++
+		exp := exps[i]
+		if exp <= now {
+			continue
 		}
+		n++
+		key := keys[i]
+		if _, held := s.index[key]; held || s.count >= s.capacity || len(s.free) > 0 || len(s.keys) == cap(s.keys) ||
+			(len(s.bucketIDs) > 0 && s.bucketIDs[0]*expiryBucket <= now) {
+			s.addLocked(key, exp, now)
+			continue
+		}
+		slot := int32(len(s.keys))
+		s.keys = append(s.keys, key)
+		s.exps = append(s.exps, exp)
+		s.prev = append(s.prev, nilSlot)
+		s.next = append(s.next, s.head)
+		s.index[key] = slot
+		s.count++
+		if s.head != nilSlot {
+			s.prev[s.head] = slot
+		} else {
+			s.tail = slot
+		}
+		s.head = slot
+		b := (exp + expiryBucket - 1) / expiryBucket
+		slots, ok := s.buckets[b]
+		if !ok {
+			s.newBucketLocked(b)
+		}
+		s.buckets[b] = append(slots, slot)
 	}
 	s.mu.Unlock()
 	return n

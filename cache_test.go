@@ -176,3 +176,58 @@ func TestStoreMatchesModel(t *testing.T) {
 		}
 	}
 }
+
+// lruOrder lists the keys from most to least recently used.
+func lruOrder(s *store) [][32]byte {
+	var out [][32]byte
+	for slot := s.head; slot != nilSlot; slot = s.next[slot] {
+		out = append(out, s.keys[slot])
+	}
+	return out
+}
+
+// TestAddBatchEqualsAdds checks that the flattened batch insert leaves the store in
+// exactly the state one add per entry would, including duplicates, expired entries,
+// evictions and expiry-bucket sweeps.
+func TestAddBatchEqualsAdds(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	one := newStore(40, newLogger("t"))
+	batch := newStore(40, newLogger("t"))
+	now := int64(2_000_000)
+	for round := 0; round < 300; round++ {
+		now += int64(rng.Intn(90))
+		n := 1 + rng.Intn(30)
+		keys := make([][32]byte, n)
+		exps := make([]int64, n)
+		for i := range keys {
+			keys[i] = key(rng.Intn(120))
+			exps[i] = now - 5 + int64(rng.Intn(600))
+		}
+		added := 0
+		for i := range keys {
+			if one.add(keys[i], exps[i], now) {
+				added++
+			}
+		}
+		if got := batch.addBatch(keys, exps, now); got != added {
+			t.Fatalf("round %d: addBatch added %d, add added %d", round, got, added)
+		}
+		a, b := lruOrder(one), lruOrder(batch)
+		if len(a) != len(b) {
+			t.Fatalf("round %d: %d entries vs %d", round, len(a), len(b))
+		}
+		for i := range a {
+			if a[i] != b[i] || one.exps[one.index[a[i]]] != batch.exps[batch.index[b[i]]] {
+				t.Fatalf("round %d: stores differ at position %d", round, i)
+			}
+		}
+	}
+	e1, ev1, x1 := one.stats()
+	e2, ev2, x2 := batch.stats()
+	if e1 != e2 || ev1 != ev2 || x1 != x2 {
+		t.Fatalf("stats differ: %d/%d/%d vs %d/%d/%d", e1, ev1, x1, e2, ev2, x2)
+	}
+	if ev1 == 0 || x1 == 0 {
+		t.Fatalf("the test did not exercise evictions (%d) and expiry (%d)", ev1, x1)
+	}
+}

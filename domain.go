@@ -106,11 +106,6 @@ func (d *domain) revoke(sum [32]byte, exp int64, hint string, now time.Time) err
 	return d.link.publish(revocation{sum: sum, hint: hint, exp: exp, revokedAt: now})
 }
 
-// apply records a revocation received from another gateway.
-func (d *domain) apply(r revocation) {
-	d.store.add(r.sum, r.exp, time.Now().Unix())
-}
-
 func (d *domain) isSynced() bool {
 	return d.link == nil || d.link.synced()
 }

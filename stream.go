@@ -201,13 +201,13 @@ func (j *js) publish(l *natsLink, subject string, body []byte, exp int64) error 
 
 // onMsg runs on the consumer's delivery goroutine, in stream order.
 func (j *js) onMsg(l *natsLink, m *natsclient.JSMsg) {
-	r, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
+	sum, exp, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
 	if reason != "" {
 		l.drop(m.Subject, reason)
 	} else {
 		atomic.AddInt64(&l.received, 1)
-		j.keys = append(j.keys, r.sum)
-		j.exps = append(j.exps, r.exp)
+		j.keys = append(j.keys, sum)
+		j.exps = append(j.exps, exp)
 	}
 	if m.Pending == 0 || len(j.keys) >= replayBatch {
 		j.flush(l)
