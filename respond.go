@@ -23,10 +23,21 @@ type errorBody struct {
 }
 
 func writeError(rw http.ResponseWriter, status int, code, description string) {
+	writeErrorBody(rw, status, errorJSON(code, description))
+}
+
+func errorJSON(code, description string) []byte {
 	body, err := json.Marshal(errorBody{Error: code, ErrorDescription: description})
 	if err != nil {
-		body = []byte(`{"error":"server_error","errorDescription":"could not encode the error"}`)
+		return []byte(`{"error":"server_error","errorDescription":"could not encode the error"}`)
 	}
+	return body
+}
+
+// revokedBody is prebuilt: rejecting a revoked token is the plugin's busiest error.
+var revokedBody = errorJSON(errInvalidToken, "The access token has been revoked")
+
+func writeErrorBody(rw http.ResponseWriter, status int, body []byte) {
 	h := rw.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -40,7 +51,7 @@ func writeError(rw http.ResponseWriter, status int, code, description string) {
 // writeRevoked rejects a request that presented a revoked bearer token (RFC 6750 §3).
 func writeRevoked(rw http.ResponseWriter) {
 	rw.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="The access token has been revoked"`)
-	writeError(rw, http.StatusUnauthorized, errInvalidToken, "The access token has been revoked")
+	writeErrorBody(rw, http.StatusUnauthorized, revokedBody)
 }
 
 // writeUnavailable answers bearer requests while failClosed waits for the revocation
