@@ -95,6 +95,8 @@ type Middleware struct {
 	revokePath string
 	statusPath string
 	failClosed bool
+	fast       bool            // the fast path applies (not failClosed)
+	endpoints  map[string]bool // paths the plugin answers itself
 	store      *store
 	mu         *sync.RWMutex      // the store's lock, held here for the fast path
 	index      map[[32]byte]int32 // the store's index (the map is never replaced)
@@ -121,7 +123,13 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 }
 
 func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *logger) *Middleware {
+	endpoints := map[string]bool{s.revokePath: true}
+	if s.statusPath != "" {
+		endpoints[s.statusPath] = true
+	}
 	return &Middleware{
+		fast:       !s.failClosed,
+		endpoints:  endpoints,
 		next:       next,
 		name:       name,
 		revokePath: s.revokePath,
@@ -146,25 +154,21 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 // map probe. Everything else (the endpoints, failClosed, lower-case schemes, several
 // Authorization headers, query strings, and tokens that are found) goes to serveSlow.
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	u := req.URL
-	if u.RawQuery == "" && u.Path != m.revokePath && u.Path != m.statusPath && !m.failClosed {
-		a := req.Header["Authorization"]
-		if len(a) == 0 {
-			m.next.ServeHTTP(rw, req)
-			return
-		}
-		if t := a[0]; len(a) == 1 && len(t) > 8 && t[:7] == "Bearer " && t[7] != ' ' {
-			sum := sha256.Sum256([]byte(t[7:]))
+	slow := true
+	if u := req.URL; u.RawQuery == "" && m.fast && !m.endpoints[u.Path] {
+		if a := req.Header["Authorization"]; len(a) == 0 {
+			slow = false
+		} else if len(a) == 1 && len(a[0]) > 8 && a[0][:7] == "Bearer " && a[0][7] != ' ' {
 			m.mu.RLock()
-			_, found := m.index[sum]
+			_, slow = m.index[sha256.Sum256([]byte(a[0][7:]))]
 			m.mu.RUnlock()
-			if !found {
-				m.next.ServeHTTP(rw, req)
-				return
-			}
 		}
 	}
-	m.serveSlow(rw, req)
+	if slow {
+		m.serveSlow(rw, req)
+		return
+	}
+	m.next.ServeHTTP(rw, req)
 }
 
 // serveSlow handles every request the fast path in ServeHTTP did not decide.
