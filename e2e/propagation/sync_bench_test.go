@@ -1,0 +1,94 @@
+package propagation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
+)
+
+// fillStream creates stream REVOCATIONS as the plugin would and publishes n
+// revocations into it with nats.go, asynchronously.
+func fillStream(tb testing.TB, url string, n int) {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream(nats.PublishAsyncMaxPending(4096))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = js.AddStream(&nats.StreamConfig{
+		Name: "REVOCATIONS", Subjects: []string{"tokens.revoked.>"}, Storage: nats.FileStorage,
+		Replicas: 1, MaxMsgsPerSubject: 1, AllowMsgTTL: true, Retention: nats.LimitsPolicy, Discard: nats.DiscardOld,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	now := time.Now().UTC().Format(time.RFC3339)
+	for i := 0; i < n; i++ {
+		s := sha256.Sum256([]byte("sync-token-" + strconv.Itoa(i)))
+		h := hex.EncodeToString(s[:])
+		m := nats.NewMsg("tokens.revoked." + h)
+		m.Header.Set("Nats-TTL", "3600s")
+		m.Data = []byte(fmt.Sprintf(`{"v":1,"sha256":"%s","exp":%d,"revokedAt":"%s","origin":"bench"}`, h, exp, now))
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(5 * time.Minute):
+		tb.Fatal("publishing did not complete")
+	}
+}
+
+// BenchmarkYaegiSync measures how long a fresh gateway (the plugin in its own yaegi
+// interpreter) takes to replay SYNC_N revocations (default 100000) from the stream, and
+// the heap it holds afterwards.
+func BenchmarkYaegiSync(b *testing.B) {
+	n := 100000
+	if v := os.Getenv("SYNC_N"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	srv := harness.StartNATS(b, harness.NATSOptions{JetStream: true})
+	fillStream(b, srv.URL, n)
+	for i := 0; i < b.N; i++ {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		cfg := natsConfig([]string{srv.URL}, fmt.Sprintf("gw-sync-%d", i), map[string]interface{}{"stream": "REVOCATIONS"})
+		cfg["cacheSize"] = n + 10
+		g := newGateway(b, cfg)
+		want := fmt.Sprintf(`"entries":%d,`, n)
+		for {
+			st := g.status()
+			if strings.Contains(st, want) && strings.Contains(st, `"synced":true`) {
+				break
+			}
+			if time.Since(start) > 10*time.Minute {
+				b.Fatalf("not synced: %s", st)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		took := time.Since(start)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(took.Seconds(), "s/sync")
+		b.ReportMetric(float64(took.Nanoseconds())/float64(n), "ns/revocation")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "heap-bytes/entry")
+		runtime.KeepAlive(g)
+	}
+}
