@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
 )
 
 // The request-path benchmarks call the interpreted handler from compiled code through
@@ -51,10 +53,8 @@ func BenchmarkYaegiPassThrough(b *testing.B) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	for _, f := range []string{"go.mod", "passthrough.go"} {
-		if err := copyFile(filepath.Join(src, f), filepath.Join(dst, f)); err != nil {
-			b.Fatal(err)
-		}
+	if err := harness.CopyPluginSource(src, dst); err != nil {
+		b.Fatal(err)
 	}
 	p, err := LoadFrom(gopath, "github.com/tokenrevoke/passthrough", "passthrough", Options{})
 	if err != nil {

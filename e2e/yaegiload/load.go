@@ -14,9 +14,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
-	"strings"
 
 	"github.com/mitchellh/mapstructure"
+	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
 	"github.com/traefik/yaegi/interp"
 	"github.com/traefik/yaegi/stdlib"
 )
@@ -31,53 +31,9 @@ func RepoRoot() string {
 }
 
 // CopyPlugin copies what Traefik would get from the catalog or plugins-local into
-// dst/src/<module>: the non-test Go files of the module's packages, go.mod,
-// .traefik.yml and vendor/. Test files, testdata and the nested e2e module are left out.
+// gopath/src/<module> (see harness.CopyPluginSource).
 func CopyPlugin(srcRoot, gopath string) error {
-	dst := filepath.Join(gopath, "src", filepath.FromSlash(Module))
-	return filepath.Walk(srcRoot, func(path string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(srcRoot, path)
-		if info.IsDir() {
-			switch {
-			case rel == ".":
-				return nil
-			case strings.HasPrefix(info.Name(), "."), info.Name() == "testdata", rel == "e2e", rel == "scripts", rel == "docs", rel == "bench":
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		name := info.Name()
-		keep := (strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) ||
-			(rel == "go.mod") || (rel == ".traefik.yml") || strings.HasPrefix(rel, "vendor"+string(filepath.Separator))
-		if !keep {
-			return nil
-		}
-		target := filepath.Join(dst, rel)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return copyFile(path, target)
-	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return harness.CopyPluginSource(srcRoot, filepath.Join(gopath, "src", filepath.FromSlash(Module)))
 }
 
 // Plugin is one interpreter holding the plugin, as one Traefik process would.
