@@ -98,23 +98,24 @@ func startNATSLink(d *domain, n *natsSettings, log *logger) (link, error) {
 	return l, nil
 }
 
-// clientLog forwards the NATS client's log lines (which never carry credentials).
+// clientLog forwards the NATS client's log lines (which never carry credentials and
+// already start with "nats: ").
 func (l *natsLink) clientLog(level, msg string) {
 	switch level {
 	case "warn":
 		l.setErr(msg)
-		l.log.warnf("nats: %s", msg)
+		l.log.warnf("%s", msg)
 	case "error":
 		l.setErr(msg)
-		l.log.errorf("nats: %s", msg)
+		l.log.errorf("%s", msg)
 	case "info":
-		l.log.infof("nats: %s", msg)
+		l.log.infof("%s", msg)
 	}
 }
 
+// onConnect runs after every (re)connect; the client has already logged it.
 func (l *natsLink) onConnect(url string) {
 	l.setErr("")
-	l.log.infof("nats: connected to %s", url)
 	if l.n.stream != "" {
 		l.js.wake()
 	}
