@@ -24,6 +24,9 @@ out="bench-results/plugin-$(date -u +%Y%m%d-%H%M).txt"
   echo "## yaegi: memory per entry and interpreted insert cost at 1M entries"
   (cd e2e && go test -run '^$' -bench 'YaegiMemoryPerEntry' -benchtime 1x ./yaegiload)
   echo
+  echo "## yaegi: store candidates at 1M entries (golang-lru v1, map + container/list, the plugin's store)"
+  (cd e2e && go test -run '^$' -bench 'CacheCandidates' -benchtime 1x -timeout 30m ./cachebench)
+  echo
   echo "## yaegi: propagation A(200) -> B(401), two interpreters on one nats-server, 1,000 revocations"
   (cd e2e && go test -count=1 -run 'TestPropagationLatency' -v ./propagation | grep -E 'propagation A|ok|FAIL')
   echo
