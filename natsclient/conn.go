@@ -486,6 +486,7 @@ func (c *Conn) serve(l *link, br *bufio.Reader) {
 		return
 	}
 	c.cur = l
+	c.epoch++
 	if l.info.MaxPayload > 0 {
 		c.maxPayload = l.info.MaxPayload
 	}
@@ -507,6 +508,9 @@ func (c *Conn) serve(l *link, br *bufio.Reader) {
 	c.logf("info", "nats: connected to "+l.srv.display+" (server "+name+", version "+l.info.Version+")")
 	if flushErr == nil && c.opts.OnConnect != nil {
 		c.callOnConnect(l.srv.display)
+	}
+	if flushErr == nil {
+		c.notifyListeners(true, nil)
 	}
 
 	t := time.NewTicker(c.opts.PingInterval)
@@ -532,6 +536,7 @@ func (c *Conn) serve(l *link, br *bufio.Reader) {
 	if c.opts.OnDisconnect != nil {
 		c.callOnDisconnect(cause)
 	}
+	c.notifyListeners(false, cause)
 }
 
 // teardown detaches l after its reader has exited and fails pending flushes.
@@ -636,6 +641,72 @@ func (c *Conn) callOnDisconnect(err error) {
 		}
 	}()
 	c.opts.OnDisconnect(err)
+}
+
+// connListener is an internal hook run after every (re)connect and after every lost
+// connection, next to Options.OnConnect and OnDisconnect (which belong to the user). Hooks
+// run on the connection-management goroutine and must only record the event and return.
+type connListener struct {
+	onConnect    func()
+	onDisconnect func(err error)
+}
+
+// connEpoch returns a counter bumped for every established connection, and whether a
+// connection is currently up.
+func (c *Conn) connEpoch() (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch, c.cur != nil && !c.closed
+}
+
+// addListener registers l and returns the id to pass to removeListener.
+func (c *Conn) addListener(l connListener) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextListener++
+	id := c.nextListener
+	c.listeners[id] = l
+	return id
+}
+
+func (c *Conn) removeListener(id int64) {
+	c.mu.Lock()
+	delete(c.listeners, id)
+	c.mu.Unlock()
+}
+
+// notifyListeners runs the internal hooks, outside c.mu.
+func (c *Conn) notifyListeners(connected bool, cause error) {
+	c.mu.Lock()
+	if c.closed || len(c.listeners) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	list := make([]connListener, 0, len(c.listeners))
+	for _, l := range c.listeners {
+		list = append(list, l)
+	}
+	c.mu.Unlock()
+	for i := 0; i < len(list); i++ {
+		c.callListener(list[i], connected, cause)
+	}
+}
+
+func (c *Conn) callListener(l connListener, connected bool, cause error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.logf("error", fmt.Sprintf("nats: panic in internal connection hook: %v", r))
+		}
+	}()
+	if connected {
+		if l.onConnect != nil {
+			l.onConnect()
+		}
+		return
+	}
+	if l.onDisconnect != nil {
+		l.onDisconnect(cause)
+	}
 }
 
 func (c *Conn) callMsg(cb func(m *Msg), m *Msg) {

@@ -21,7 +21,12 @@
 //     is sent instead;
 //   - function literals with unnamed parameters (`func(string) { ... }`) corrupt the
 //     literal's frame ("reflect.Set: value of type string is not assignable to type int");
-//     parameters are always named, in the tests too.
+//     parameters are always named, in the tests too;
+//   - error types defined in interpreted code: comparing two such error values with ==
+//     panics ("comparing uncomparable type interp._error"), errors.As panics, a type switch
+//     never matches them and errors.Is ignores their Is/Unwrap methods. Only a type
+//     assertion (err.(*APIError)) works. Sentinel errors are therefore plain errors.New
+//     values, returned unwrapped or wrapped with fmt.Errorf's %w (both work with errors.Is).
 //
 // Its types do not refer to each other in cycles through the connection, and both client
 // goroutines (reader and connection manager) recover from panics, log them and replace the
@@ -46,8 +51,21 @@
 //     calls OnConnect. Nothing is buffered while disconnected: Publish returns
 //     ErrNotConnected.
 //
-// It does not implement JetStream itself (JetStream API calls are plain requests), the
-// "handshake first" TLS mode, websocket transport, or message buffering across reconnects.
+// # JetStream
+//
+// JetStream support (jetstream.go, ordered.go) covers what a revocation list needs:
+// StreamInfo, AddStream, UpdateStream and DeleteStream; PublishJS, which waits for the
+// stream's acknowledgement (PubAck) and accepts the Nats-Msg-Id, Nats-TTL (per-message time
+// to live, nats-server 2.11+, see FormatTTL) and Nats-Expected-* headers; and an ordered
+// consumer (SubscribeOrdered) that replays a stream from a start sequence and then follows
+// it, delivering every message exactly once and in order across gaps, lost heartbeats,
+// consumer deletion, reconnects and server restarts, by recreating its ephemeral push
+// consumer from the last delivered sequence. API error replies are returned as *APIError
+// (ErrStreamNotFound itself for "stream not found"); inspect them with AsAPIError. There are
+// no pull consumers, durable consumers, key-value or object stores, and no JetStream domains.
+//
+// It does not implement the "handshake first" TLS mode, websocket transport, or message
+// buffering across reconnects.
 //
 // # Callbacks
 //

@@ -167,6 +167,9 @@ type Conn struct {
 	respPrefix   string
 	respMap      map[string]chan *Msg
 	respNext     int64
+	epoch        int64                  // bumped for every established connection
+	listeners    map[int64]connListener // internal connect/disconnect hooks (ordered consumers)
+	nextListener int64
 
 	warnMu sync.Mutex
 	warns  map[string]warnState
@@ -200,13 +203,14 @@ func Connect(opts Options) (*Conn, error) {
 	}
 
 	c := &Conn{
-		opts:    o,
-		closeCh: make(chan struct{}),
-		doneCh:  make(chan struct{}),
-		connCh:  make(chan struct{}),
-		subs:    make(map[int64]subEntry),
-		respMap: make(map[string]chan *Msg),
-		warns:   make(map[string]warnState),
+		opts:      o,
+		closeCh:   make(chan struct{}),
+		doneCh:    make(chan struct{}),
+		connCh:    make(chan struct{}),
+		subs:      make(map[int64]subEntry),
+		respMap:   make(map[string]chan *Msg),
+		warns:     make(map[string]warnState),
+		listeners: make(map[int64]connListener),
 	}
 	for i, s := range o.Servers {
 		srv, err := parseServerURL(s, false)
@@ -622,6 +626,12 @@ func (c *Conn) NewInbox() string {
 // of a connection share one wildcard subscription "_INBOX.<random>.*", created on first use.
 // A "503" status reply (no subscriber for subject) returns the message and ErrNoResponders.
 func (c *Conn) Request(subject string, hdr Header, data []byte, timeout time.Duration) (*Msg, error) {
+	return c.request(subject, hdr, data, timeout, nil)
+}
+
+// request is Request that also gives up (with ErrClosed) when cancel is closed; cancel may
+// be nil.
+func (c *Conn) request(subject string, hdr Header, data []byte, timeout time.Duration, cancel chan struct{}) (*Msg, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -657,6 +667,8 @@ func (c *Conn) Request(subject string, hdr Header, data []byte, timeout time.Dur
 	case <-t.C:
 		return nil, ErrTimeout
 	case <-c.closeCh:
+		return nil, ErrClosed
+	case <-cancel:
 		return nil, ErrClosed
 	}
 }
