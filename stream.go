@@ -20,6 +20,9 @@ import (
 // streamCheckEvery is how often a failed stream set-up is retried.
 const streamCheckEvery = 5 * time.Second
 
+// consumerHeartbeat is the ordered consumer's idle heartbeat.
+const consumerHeartbeat = time.Second
+
 // replayBatch is how many replayed revocations are added to the store under one lock.
 const replayBatch = 512
 
@@ -72,6 +75,9 @@ func (j *js) setUp(l *natsLink) bool {
 	c, err := l.conn.SubscribeOrdered(natsclient.OrderedOptions{
 		Stream:        l.n.stream,
 		FilterSubject: l.n.subject + ".>",
+		// A consumer whose server node died is only noticed after two missed
+		// heartbeats; keep that window short, since the gateway believes it is synced.
+		IdleHeartbeat: consumerHeartbeat,
 		OnMsg:         func(m *natsclient.JSMsg) { j.onMsg(l, m) },
 		OnSynced:      func(last uint64) { j.onSynced(l, last) },
 		OnStalled:     func(reason string) { j.onStalled(l, reason) },
@@ -209,7 +215,10 @@ func (j *js) onMsg(l *natsLink, m *natsclient.JSMsg) {
 		j.keys = append(j.keys, sum)
 		j.exps = append(j.exps, exp)
 	}
-	if m.Pending == 0 || len(j.keys) >= replayBatch {
+	// Batch only while a large backlog remains: near the end of a replay (and for live
+	// messages) every revocation is applied at once, even if the stream's last messages
+	// expire before they are delivered and Pending never reaches 0.
+	if m.Pending < replayBatch || len(j.keys) >= replayBatch {
 		j.flush(l)
 	}
 }
