@@ -9,6 +9,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/nats-io/nkeys v0.4.17
 	github.com/traefik/yaegi v0.16.1
+	golang.org/x/image v0.46.0
 )
 
 require (
