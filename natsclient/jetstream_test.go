@@ -842,23 +842,23 @@ func TestOrderedRecreatesAfterProblems(t *testing.T) {
 	// 2. A delivery whose consumer sequence skips one: gap.
 	// The server refuses "$JS.ACK." reply subjects from clients, so the delivery is handed
 	// to the consumer's callback directly, as the reading goroutine would.
-	oc.mu.Lock()
-	gen := oc.gen
-	exp := oc.expDSeq
-	oc.mu.Unlock()
+	oc.st.mu.Lock()
+	sid := oc.st.sid
+	exp := oc.st.expDSeq
+	oc.st.mu.Unlock()
 	name = oc.consumerName()
-	fake := &Msg{Subject: "gap.x", Data: []byte("fake"),
+	fake := &Msg{Subject: "gap.x", Data: []byte("fake"), sid: sid,
 		Reply: "$JS.ACK.GAP." + name + ".1.99999." + strconv.FormatUint(exp+2, 10) + ".1700000000000000000.0"}
-	oc.onDelivery(gen, fake)
+	oc.onDelivery(fake)
 	waitRecreated(2, name, "sequence gap")
 	publish(10)
 	rec.waitCount(t, 70, 10*time.Second)
 
 	// 3. A heartbeat announcing messages that never arrived.
-	oc.mu.Lock()
+	oc.st.mu.Lock()
 	inbox := oc.sub.Subject
-	exp = oc.expDSeq
-	oc.mu.Unlock()
+	exp = oc.st.expDSeq
+	oc.st.mu.Unlock()
 	name = oc.consumerName()
 	rawPublish(t, srv.addr(), inbox, "", "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: "+
 		strconv.FormatUint(exp+5, 10)+"\r\nNats-Last-Stream: 99999\r\n\r\n")
@@ -867,9 +867,9 @@ func TestOrderedRecreatesAfterProblems(t *testing.T) {
 	rec.waitCount(t, 80, 10*time.Second)
 
 	// 4. A "409 Consumer Deleted" notice.
-	oc.mu.Lock()
+	oc.st.mu.Lock()
 	inbox = oc.sub.Subject
-	oc.mu.Unlock()
+	oc.st.mu.Unlock()
 	name = oc.consumerName()
 	rawPublish(t, srv.addr(), inbox, "", "NATS/1.0 409 Consumer Deleted\r\n\r\n")
 	waitRecreated(4, name, "409")
@@ -1091,6 +1091,7 @@ func TestOrderedReplayLarge(t *testing.T) {
 	var opts OrderedOptions
 	opts.Stream = "BIG"
 	opts.FilterSubject = "big.>"
+	opts.Minimal = os.Getenv("NATSCLIENT_REPLAY_MINIMAL") != "" // what the plugin uses
 	opts.OnMsg = func(m *JSMsg) {
 		mu.Lock()
 		if m.StreamSeq != last+1 {
@@ -1125,5 +1126,100 @@ func TestOrderedReplayLarge(t *testing.T) {
 		k := count
 		mu.Unlock()
 		t.Fatalf("replay of %d messages not done after 5 minutes (%d delivered)", n, k)
+	}
+}
+
+// TestOrderedPanicAndHeaders: a panic in OnMsg is logged and does not stop delivery (also
+// when it hits the message that completes the replay: OnSynced still runs); Minimal
+// leaves Header nil, headers are delivered otherwise.
+func TestOrderedPanicAndHeaders(t *testing.T) {
+	srv := startJSServer(t)
+	lc := &logCapture{}
+	c := connectAndWait(t, fastOpts(lc, srv.url()), lc)
+	var cfg StreamConfig
+	cfg.Name = "PAN"
+	cfg.Subjects = []string{"pan.>"}
+	mustAddStream(t, c, cfg)
+	for i := 1; i <= 50; i++ {
+		hdr := Header{}
+		hdr.Set(HeaderMsgID, "id-"+strconv.Itoa(i))
+		if _, err := c.PublishJS("pan.x", hdr, []byte(strconv.Itoa(i)), jsTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var hmu sync.Mutex
+	var ids []string
+	withHdr := 0
+	rec := newOrderedRec()
+	rec.onMsgFn = func(m *JSMsg) {
+		hmu.Lock()
+		if m.Header != nil {
+			withHdr++
+		}
+		hmu.Unlock()
+		if m.StreamSeq == 10 || m.StreamSeq == 50 || m.StreamSeq == 55 {
+			panic("boom at " + strconv.FormatUint(m.StreamSeq, 10))
+		}
+	}
+	opts := orderedOpts(rec, "PAN", "", 0, lc)
+	opts.Minimal = true
+	oc := mustSubscribeOrdered(t, c, opts)
+
+	rec2 := newOrderedRec()
+	rec2.onMsgFn = func(m *JSMsg) {
+		hmu.Lock()
+		ids = append(ids, m.Header.Get(HeaderMsgID))
+		hmu.Unlock()
+	}
+	mustSubscribeOrdered(t, c, orderedOpts(rec2, "PAN", "", 0, lc))
+
+	if !waitFor(10*time.Second, func() bool { return rec.syncedCount() > 0 && rec2.syncedCount() > 0 }) {
+		t.Fatalf("not synced: %d and %d messages", rec.count(), rec2.count())
+	}
+	if rec.lastSynced() != 50 {
+		t.Fatalf("OnSynced(%d)", rec.lastSynced())
+	}
+	for i := 51; i <= 60; i++ {
+		if _, err := c.PublishJS("pan.x", nil, []byte(strconv.Itoa(i)), jsTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.waitCount(t, 60, 10*time.Second)
+	rec2.waitCount(t, 60, 10*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	rec.checkExact(t, seqRange(1, 60))
+	rec2.checkExact(t, seqRange(1, 60))
+	if !waitFor(5*time.Second, func() bool { return lc.count("panic in ordered consumer OnMsg") == 3 }) {
+		t.Fatalf("panics not logged:\n%s", lc.all())
+	}
+	if rec.stallCount() != 0 || !oc.Synced() || !c.Connected() {
+		t.Fatalf("stalls %d (%s), synced %v, connected %v", rec.stallCount(), rec.stallReasons(), oc.Synced(), c.Connected())
+	}
+	// Nothing is left held after the panics.
+	oc.st.mu.Lock()
+	inCb := oc.st.inCb
+	oc.st.mu.Unlock()
+	if inCb != 0 {
+		t.Fatalf("inCb = %d", inCb)
+	}
+	freed := make(chan struct{})
+	go func() {
+		oc.st.cbMu.Lock()
+		oc.st.cbMu.Unlock()
+		close(freed)
+	}()
+	select {
+	case <-freed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("callback lock still held after a panic in OnMsg")
+	}
+	hmu.Lock()
+	defer hmu.Unlock()
+	if withHdr != 0 {
+		t.Fatalf("%d messages with headers despite Minimal", withHdr)
+	}
+	if len(ids) != 60 || ids[0] != "id-1" || ids[49] != "id-50" || ids[50] != "" {
+		t.Fatalf("Nats-Msg-Id values: %d, %q", len(ids), ids)
 	}
 }

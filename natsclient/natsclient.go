@@ -103,6 +103,14 @@ type Msg struct {
 	// "NATS/1.0 503" (no responders) or "NATS/1.0 100 Idle Heartbeat". 0 when none.
 	Status      int
 	Description string
+
+	sid int64 // subscription the message was delivered to
+	// JetStream delivery metadata, parsed by the reader for subscriptions with jsAck set.
+	jsMeta    bool
+	jsSSeq    uint64
+	jsDSeq    uint64
+	jsTS      int64
+	jsPending uint64
 }
 
 // Subscription is returned by Subscribe.
@@ -119,6 +127,12 @@ type subEntry struct {
 	subject string
 	queue   string
 	cb      func(m *Msg)
+	// Internal subscriptions (ordered consumers) only:
+	onPanic func(r interface{}) // called on the reading goroutine after cb panicked
+	jsAck   bool                // parse JetStream metadata from "$JS.ACK." reply subjects
+	skipHdr bool                // leave Header nil for header blocks without a status
+	noTime  bool                // with jsAck: leave jsTS 0 (JSMsg.Time not needed)
+	js      *delivery           // ordered consumer: in-sequence deliveries handed over inline
 }
 
 // server is one entry of the reconnect pool.
@@ -552,6 +566,24 @@ func (c *Conn) QueueSubscribe(subject, queue string, cb func(m *Msg)) (*Subscrip
 	}
 	sid := c.subscribeLocked(subentryOf(subject, queue, cb))
 	return &Subscription{Subject: subject, Queue: queue, sid: sid, conn: c}, nil
+}
+
+// subscribeEntry subscribes with an internal entry (e.subject is checked, e.queue must be
+// empty).
+func (c *Conn) subscribeEntry(e subEntry) (*Subscription, error) {
+	if err := checkSubject(e.subject); err != nil {
+		return nil, err
+	}
+	if e.cb == nil {
+		return nil, ErrNilCallback
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	sid := c.subscribeLocked(e)
+	return &Subscription{Subject: e.subject, sid: sid, conn: c}, nil
 }
 
 func subentryOf(subject, queue string, cb func(m *Msg)) subEntry {

@@ -65,7 +65,9 @@ type OrderedOptions struct {
 	APITimeout time.Duration
 
 	// OnMsg receives the messages, sequentially, in stream order, never twice for the same
-	// stream sequence (required).
+	// stream sequence (required). The *JSMsg is reused: it is overwritten for the next
+	// message, so it is only valid during the call. Copy the fields to keep; m.Data and
+	// m.Header themselves are not reused and may be kept.
 	OnMsg func(m *JSMsg)
 	// OnSynced is called each time a (re)created consumer has delivered everything the
 	// stream held when it was created (num_pending reached 0), with the last delivered
@@ -76,17 +78,23 @@ type OrderedOptions struct {
 	// Logf receives log lines (level "debug", "info", "warn", "error"); the connection's
 	// Logf when nil.
 	Logf func(level, msg string)
+	// Minimal makes OnMsg get only Subject, Data, StreamSeq, ConsumerSeq and Pending:
+	// Header stays nil and Time zero. Headers and timestamps are then not decoded, which
+	// makes each delivery noticeably cheaper under yaegi. Status messages (heartbeats, flow
+	// control) are handled either way.
+	Minimal bool
 }
 
-// JSMsg is a message delivered by an ordered consumer.
+// JSMsg is a message delivered by an ordered consumer. OnMsg gets the same *JSMsg for
+// every message (see OrderedOptions.OnMsg).
 type JSMsg struct {
 	Subject     string
-	Header      Header // nil when the message has no headers
+	Header      Header // nil when the message has no headers (always with Minimal)
 	Data        []byte
 	StreamSeq   uint64
-	ConsumerSeq uint64 // sequence within the current consumer (restarts at 1 after a recreation)
-	Pending     uint64 // messages still to deliver after this one, as the server saw it
-	Time        time.Time
+	ConsumerSeq uint64    // sequence within the current consumer (restarts at 1 after a recreation)
+	Pending     uint64    // messages still to deliver after this one, as the server saw it
+	Time        time.Time // when the message was stored (zero with Minimal)
 }
 
 // OrderedConsumer is returned by SubscribeOrdered.
@@ -102,26 +110,50 @@ type OrderedConsumer struct {
 	doneCh      chan struct{}
 	workStarted bool
 
-	cbMu sync.Mutex // held while a user callback runs: they never overlap
+	// The delivery state (and st.mu, which guards the fields below too) lives in a
+	// separate struct that the connection's reading goroutine uses directly. (A named
+	// field: yaegi v0.16.1 panics on o.mu.Lock() through an embedded *delivery.)
+	st *delivery
 
-	mu           sync.Mutex
 	stopped      bool
 	gen          int64         // generation: one per consumer (re)creation
-	active       bool          // deliveries of gen are accepted
 	needReset    bool          // a (re)creation is due; false only after a successful create
 	sub          *Subscription // delivery inbox of gen
 	name         string        // consumer name of gen (it may exist on the server)
 	genEpoch     int64         // connection epoch gen was created on
-	lastSSeq     uint64        // last stream sequence handed to OnMsg
-	expDSeq      uint64        // last consumer sequence received in gen
-	synced       bool          // gen reached num_pending 0
-	activity     uint64        // bumped by every message/heartbeat/flow control of gen
 	seenActivity uint64        // activity when the worker last looked
 	lastActivity time.Time     // when the worker last saw activity change (or gen started)
 	stallReason  string        // set by the delivery path or hooks, taken by the worker
-	inCb         int           // user callbacks running
 	lastWarn     string
 	lastWarnAt   time.Time
+}
+
+// delivery is the part of an OrderedConsumer that hands deliveries over. The connection's
+// reading goroutine delivers in-sequence messages inline (Conn.readBatch, through
+// subEntry.js) rather than through a callback: under yaegi that saves a call and the frame
+// of onDelivery, a large part of the cost of each message. Everything else (gaps,
+// duplicates, status messages, stale generations) goes through onDelivery. The struct holds
+// no reference to the connection.
+type delivery struct {
+	cbMu sync.Mutex // held while a user callback runs: they never overlap
+
+	onMsg    func(m *JSMsg)    // OrderedOptions.OnMsg
+	onSynced func(last uint64) // OrderedConsumer.callSynced
+
+	// Used under cbMu by the delivery path (and by onPanic, on the same goroutine).
+	jm       *JSMsg // handed to OnMsg, reused for every message
+	holdCb   bool   // the delivery path holds cbMu
+	inMsg    bool   // OnMsg is running (inCb counts it)
+	pendFire bool   // OnSynced is due after the running OnMsg
+
+	mu       sync.Mutex // guards the fields below and those of OrderedConsumer
+	active   bool       // deliveries of gen are accepted
+	sid      int64      // sid of the delivery inbox of gen: deliveries of gen carry it
+	lastSSeq uint64     // last stream sequence handed to OnMsg
+	expDSeq  uint64     // last consumer sequence received in gen
+	synced   bool       // gen reached num_pending 0
+	activity uint64     // bumped by every message/heartbeat/flow control of gen
+	inCb     int        // user callbacks running
 }
 
 // consumerConfig is the part of the JetStream consumer configuration used here.
@@ -189,7 +221,9 @@ func (c *Conn) SubscribeOrdered(opts OrderedOptions) (*OrderedConsumer, error) {
 		stopCh:     make(chan struct{}),
 		doneCh:     make(chan struct{}),
 		needReset:  true,
+		st:         &delivery{jm: &JSMsg{}, onMsg: opts.OnMsg},
 	}
+	o.st.onSynced = o.callSynced
 	if o.hb <= 0 {
 		o.hb = DefaultIdleHeartbeat
 	}
@@ -206,7 +240,7 @@ func (c *Conn) SubscribeOrdered(opts OrderedOptions) (*OrderedConsumer, error) {
 		o.inactive = 4 * o.hb
 	}
 	if opts.StartSeq > 1 {
-		o.lastSSeq = opts.StartSeq - 1
+		o.st.lastSSeq = opts.StartSeq - 1
 	}
 	if c.isClosed() {
 		return nil, ErrClosed
@@ -225,9 +259,9 @@ func (c *Conn) SubscribeOrdered(opts OrderedOptions) (*OrderedConsumer, error) {
 			o.warn("nats: creating ordered consumer on stream " + opts.Stream + " failed (will retry): " + err.Error())
 		}
 	}
-	o.mu.Lock()
+	o.st.mu.Lock()
 	o.workStarted = true
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	go o.run()
 	return o, nil
 }
@@ -246,23 +280,23 @@ func definitiveJSError(err error) bool {
 // Synced reports whether the current consumer has delivered everything the stream held
 // when it was created (and has not stalled since).
 func (o *OrderedConsumer) Synced() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.synced && !o.stopped
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
+	return o.st.synced && !o.stopped
 }
 
 // LastStreamSeq returns the stream sequence of the last message handed to OnMsg (StartSeq-1
 // or 0 before the first one).
 func (o *OrderedConsumer) LastStreamSeq() uint64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.lastSSeq
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
+	return o.st.lastSSeq
 }
 
 // consumerName returns the name of the current server-side consumer ("" when none).
 func (o *OrderedConsumer) consumerName() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
 	return o.name
 }
 
@@ -270,18 +304,18 @@ func (o *OrderedConsumer) consumerName() string {
 // consumer's goroutine. It is idempotent. Called from a callback it does not wait for the
 // goroutine, which ends right after.
 func (o *OrderedConsumer) Stop() {
-	o.mu.Lock()
+	o.st.mu.Lock()
 	if o.stopped {
-		o.mu.Unlock()
+		o.st.mu.Unlock()
 		return
 	}
 	o.stopped = true
-	o.active = false
-	o.synced = false
-	inCb := o.inCb > 0
+	o.st.active = false
+	o.st.synced = false
+	inCb := o.st.inCb > 0
 	started := o.workStarted
 	close(o.stopCh)
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	if started && !inCb {
 		<-o.doneCh
 	}
@@ -298,13 +332,13 @@ func (o *OrderedConsumer) logf(level, msg string) {
 // warn logs msg, dropping identical repeats for warnRepeatEvery.
 func (o *OrderedConsumer) warn(msg string) {
 	now := time.Now()
-	o.mu.Lock()
+	o.st.mu.Lock()
 	repeat := msg == o.lastWarn && now.Sub(o.lastWarnAt) < warnRepeatEvery
 	if !repeat {
 		o.lastWarn = msg
 		o.lastWarnAt = now
 	}
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	if repeat {
 		o.logf("debug", msg)
 		return
@@ -319,10 +353,10 @@ func (o *OrderedConsumer) signal() {
 	}
 }
 
-// stallLocked marks the current generation as broken. Caller holds o.mu.
+// stallLocked marks the current generation as broken. Caller holds o.st.mu.
 func (o *OrderedConsumer) stallLocked(reason string) {
-	o.active = false
-	o.synced = false
+	o.st.active = false
+	o.st.synced = false
 	if o.stallReason == "" {
 		o.stallReason = reason
 	}
@@ -337,25 +371,25 @@ func (o *OrderedConsumer) hookDisconnected(err error) {
 	if err != nil {
 		reason = "disconnected: " + err.Error()
 	}
-	o.mu.Lock()
+	o.st.mu.Lock()
 	if !o.stopped && !o.needReset {
 		o.stallLocked(reason)
 	}
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	o.signal()
 }
 
 // enter/leave count running user callbacks (Stop must not wait for itself).
 func (o *OrderedConsumer) enter() {
-	o.mu.Lock()
-	o.inCb++
-	o.mu.Unlock()
+	o.st.mu.Lock()
+	o.st.inCb++
+	o.st.mu.Unlock()
 }
 
 func (o *OrderedConsumer) leave() {
-	o.mu.Lock()
-	o.inCb--
-	o.mu.Unlock()
+	o.st.mu.Lock()
+	o.st.inCb--
+	o.st.mu.Unlock()
 }
 
 func (o *OrderedConsumer) callSynced(last uint64) {
@@ -382,97 +416,144 @@ func (o *OrderedConsumer) callStalled(reason string) {
 	o.opts.OnStalled(reason)
 }
 
-// onDelivery is the callback of the delivery inbox of generation gen. It runs on the
-// connection's reading goroutine.
-func (o *OrderedConsumer) onDelivery(gen int64, m *Msg) {
-	if m.Status != 0 {
-		o.onStatus(gen, m)
+// onDelivery is the callback of the delivery inboxes. It runs on the connection's reading
+// goroutine. This is the hot path of a replay: under yaegi every call allocates a frame
+// slot for each local and intermediate value of the function, so everything rare lives in
+// other functions, the JetStream metadata comes parsed by the reader (Msg.js*), and there
+// is no deferred recover: a panic in OnMsg unwinds to the reader's recover, which calls
+// onPanic to log it and release what this function holds.
+func (o *OrderedConsumer) onDelivery(m *Msg) {
+	if m.Status != 0 || !m.jsMeta {
+		o.onOther(m)
 		return
 	}
-	meta, ok := parseAckReply(m.Reply)
-	// This is the hot path of a replay: under yaegi every statement counts, so locks are
-	// released by hand (no defer) and the panic guard is a single deferred call in deliver.
-	o.cbMu.Lock()
-	o.mu.Lock()
-	if gen != o.gen || !o.active {
-		o.mu.Unlock()
-		o.cbMu.Unlock()
+	o.st.cbMu.Lock()
+	o.st.holdCb = true
+	o.st.mu.Lock()
+	if m.sid != o.st.sid || !o.st.active || m.jsDSeq != o.st.expDSeq+1 || m.jsSSeq <= o.st.lastSSeq {
+		o.rejectLocked(m)
 		return
 	}
-	o.activity++
-	if !ok {
-		o.stallLocked("delivery without JetStream metadata (reply subject " + strconv.Quote(m.Reply) + ")")
-		o.mu.Unlock()
-		o.cbMu.Unlock()
-		o.signal()
-		return
+	o.st.activity++
+	o.st.expDSeq = m.jsDSeq
+	o.st.lastSSeq = m.jsSSeq
+	fire := m.jsPending == 0 && !o.st.synced
+	if fire {
+		o.st.synced = true
 	}
-	if meta.dseq != o.expDSeq+1 {
-		o.stallLocked("consumer sequence gap: expected " + strconv.FormatUint(o.expDSeq+1, 10) +
-			", got " + strconv.FormatUint(meta.dseq, 10))
-		o.mu.Unlock()
-		o.cbMu.Unlock()
-		o.signal()
-		return
-	}
-	o.expDSeq = meta.dseq
-	if meta.sseq <= o.lastSSeq {
-		// Already handed over; a consumer started after lastSSeq cannot send it, but never
-		// deliver twice.
-		o.mu.Unlock()
-		o.cbMu.Unlock()
-		return
-	}
-	o.lastSSeq = meta.sseq
-	fire := false
-	if meta.pending == 0 && !o.synced {
-		o.synced = true
-		fire = true
-	}
-	o.inCb++
-	o.mu.Unlock()
+	o.st.inCb++
+	o.st.mu.Unlock()
 
-	jm := &JSMsg{
-		Subject:     m.Subject,
-		Header:      m.Header,
-		Data:        m.Data,
-		StreamSeq:   meta.sseq,
-		ConsumerSeq: meta.dseq,
-		Pending:     meta.pending,
-		Time:        time.Unix(0, meta.ts),
+	jm := o.st.jm
+	jm.Subject = m.Subject
+	jm.Header = m.Header
+	jm.Data = m.Data
+	jm.StreamSeq = m.jsSSeq
+	jm.ConsumerSeq = m.jsDSeq
+	jm.Pending = m.jsPending
+	if m.jsTS != 0 {
+		jm.Time = time.Unix(0, m.jsTS)
 	}
-	o.deliver(jm, fire)
-}
-
-// deliver runs OnMsg with cbMu held (taken by onDelivery); finishDelivery releases it,
-// also after a panic in OnMsg.
-func (o *OrderedConsumer) deliver(jm *JSMsg, fire bool) {
-	defer o.finishDelivery(jm, fire)
-	o.opts.OnMsg(jm)
-}
-
-func (o *OrderedConsumer) finishDelivery(jm *JSMsg, fire bool) {
-	if r := recover(); r != nil {
-		o.logf("error", fmt.Sprintf("nats: panic in ordered consumer OnMsg (stream seq %d): %v", jm.StreamSeq, r))
-	}
+	o.st.pendFire = fire
+	o.st.inMsg = true
+	o.st.onMsg(jm)
+	o.st.inMsg = false
 	if fire {
 		o.callSynced(jm.StreamSeq)
 	}
-	o.mu.Lock()
-	o.inCb--
-	o.mu.Unlock()
-	o.cbMu.Unlock()
+	o.st.mu.Lock()
+	o.st.inCb--
+	o.st.mu.Unlock()
+	o.st.holdCb = false
+	o.st.cbMu.Unlock()
+}
+
+// rejectLocked handles a delivery that is not simply the next one: another generation's,
+// a consumer sequence gap, or a stream sequence already handed over. Called by onDelivery
+// with cbMu and mu held; it releases both.
+func (o *OrderedConsumer) rejectLocked(m *Msg) {
+	if m.sid != o.st.sid || !o.st.active {
+		o.st.mu.Unlock()
+		o.st.holdCb = false
+		o.st.cbMu.Unlock()
+		return
+	}
+	o.st.activity++
+	if m.jsDSeq != o.st.expDSeq+1 {
+		o.stallLocked("consumer sequence gap: expected " + strconv.FormatUint(o.st.expDSeq+1, 10) +
+			", got " + strconv.FormatUint(m.jsDSeq, 10))
+		o.st.mu.Unlock()
+		o.st.holdCb = false
+		o.st.cbMu.Unlock()
+		o.signal()
+		return
+	}
+	// Already handed over; a consumer started after lastSSeq cannot send it, but never
+	// deliver twice.
+	o.st.expDSeq = m.jsDSeq
+	o.st.mu.Unlock()
+	o.st.holdCb = false
+	o.st.cbMu.Unlock()
+}
+
+// onOther handles what onDelivery does not: status messages, and deliveries whose metadata
+// the reader did not parse.
+func (o *OrderedConsumer) onOther(m *Msg) {
+	if m.Status != 0 {
+		o.onStatus(m)
+		return
+	}
+	if meta, ok := parseAckReply(m.Reply); ok {
+		m.jsMeta = true
+		m.jsSSeq = meta.sseq
+		m.jsDSeq = meta.dseq
+		m.jsTS = meta.ts
+		m.jsPending = meta.pending
+		o.onDelivery(m)
+		return
+	}
+	o.st.mu.Lock()
+	if m.sid == o.st.sid && o.st.active {
+		o.st.activity++
+		o.stallLocked("delivery without JetStream metadata (reply subject " + strconv.Quote(m.Reply) + ")")
+	}
+	o.st.mu.Unlock()
+	o.signal()
+}
+
+// onPanic runs on the reading goroutine after a delivery callback of this consumer
+// panicked (in OnMsg, or an internal error): it logs the panic and releases what
+// onDelivery held. OnSynced still runs when it was due after that message.
+func (o *OrderedConsumer) onPanic(r interface{}) {
+	if o.st.inMsg {
+		o.st.inMsg = false
+		o.logf("error", fmt.Sprintf("nats: panic in ordered consumer OnMsg (stream seq %d): %v", o.st.jm.StreamSeq, r))
+		if o.st.pendFire {
+			o.callSynced(o.st.jm.StreamSeq)
+		}
+		o.st.mu.Lock()
+		o.st.inCb--
+		o.st.mu.Unlock()
+	} else {
+		o.logf("error", fmt.Sprintf("nats: internal error in ordered consumer on %s delivery: %v", o.opts.Stream, r))
+	}
+	o.st.pendFire = false
+	if o.st.holdCb {
+		o.st.holdCb = false
+		o.st.cbMu.Unlock()
+	}
 }
 
 // onStatus handles status messages on the delivery inbox: flow-control requests, idle
 // heartbeats and "409" notices.
-func (o *OrderedConsumer) onStatus(gen int64, m *Msg) {
-	o.mu.Lock()
-	current := gen == o.gen && o.active
+func (o *OrderedConsumer) onStatus(m *Msg) {
+	o.st.mu.Lock()
+	gen := o.gen
+	current := m.sid == o.st.sid && o.st.active
 	if current {
-		o.activity++
+		o.st.activity++
 	}
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	if !current {
 		return
 	}
@@ -488,13 +569,13 @@ func (o *OrderedConsumer) onStatus(gen int64, m *Msg) {
 		if v := m.Header.Get("Nats-Last-Consumer"); v != "" {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err == nil {
-				o.mu.Lock()
-				if gen == o.gen && o.active && n != o.expDSeq {
+				o.st.mu.Lock()
+				if gen == o.gen && o.st.active && n != o.st.expDSeq {
 					o.stallLocked("heartbeat reports consumer sequence " + strconv.FormatUint(n, 10) +
-						", last received " + strconv.FormatUint(o.expDSeq, 10))
+						", last received " + strconv.FormatUint(o.st.expDSeq, 10))
 					stalled = true
 				}
-				o.mu.Unlock()
+				o.st.mu.Unlock()
 			}
 		}
 		if stalled {
@@ -506,11 +587,11 @@ func (o *OrderedConsumer) onStatus(gen int64, m *Msg) {
 			o.c.Publish(fc, nil)
 		}
 	case 409:
-		o.mu.Lock()
-		if gen == o.gen && o.active {
+		o.st.mu.Lock()
+		if gen == o.gen && o.st.active {
 			o.stallLocked("server: " + strconv.Itoa(m.Status) + " " + m.Description)
 		}
-		o.mu.Unlock()
+		o.st.mu.Unlock()
 		o.signal()
 	default:
 		o.logf("debug", "nats: ordered consumer on "+o.opts.Stream+": ignoring status "+
@@ -523,25 +604,26 @@ func (o *OrderedConsumer) onStatus(gen int64, m *Msg) {
 func (o *OrderedConsumer) recreate() error {
 	c := o.c
 	epoch, _ := c.connEpoch()
-	o.mu.Lock()
+	o.st.mu.Lock()
 	if o.stopped {
-		o.mu.Unlock()
+		o.st.mu.Unlock()
 		return nil
 	}
 	oldSub := o.sub
 	oldName := o.name
 	o.sub = nil
+	o.st.sid = 0
 	o.name = ""
 	o.gen++
 	gen := o.gen
-	o.active = false
-	o.synced = false
-	o.expDSeq = 0
+	o.st.active = false
+	o.st.synced = false
+	o.st.expDSeq = 0
 	o.stallReason = ""
 	o.needReset = true
 	o.genEpoch = epoch
-	start := o.lastSSeq + 1
-	o.mu.Unlock()
+	start := o.st.lastSSeq + 1
+	o.st.mu.Unlock()
 
 	if oldSub != nil {
 		oldSub.Unsubscribe()
@@ -552,21 +634,30 @@ func (o *OrderedConsumer) recreate() error {
 
 	name := "oc_" + randomID()
 	inbox := c.NewInbox()
-	sub, err := c.Subscribe(inbox, func(m *Msg) { o.onDelivery(gen, m) })
+	var e subEntry
+	e.subject = inbox
+	e.cb = o.onDelivery
+	e.onPanic = o.onPanic
+	e.jsAck = true
+	e.skipHdr = o.opts.Minimal
+	e.noTime = o.opts.Minimal
+	e.js = o.st
+	sub, err := c.subscribeEntry(e)
 	if err != nil {
 		return err
 	}
-	o.mu.Lock()
+	o.st.mu.Lock()
 	if o.stopped || o.gen != gen {
-		o.mu.Unlock()
+		o.st.mu.Unlock()
 		sub.Unsubscribe()
 		return nil
 	}
 	o.sub = sub
+	o.st.sid = sub.sid
 	o.name = name
-	o.active = true
+	o.st.active = true
 	o.lastActivity = time.Now()
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 
 	var cfg consumerConfig
 	cfg.Name = name
@@ -595,30 +686,30 @@ func (o *OrderedConsumer) recreate() error {
 		return err
 	}
 
-	o.cbMu.Lock()
-	o.mu.Lock()
+	o.st.cbMu.Lock()
+	o.st.mu.Lock()
 	fire := false
 	var last uint64
 	if gen == o.gen && !o.stopped {
 		o.needReset = false
 		o.lastActivity = time.Now()
-		if o.active && !o.synced && info.NumPending == 0 && info.Delivered.Consumer <= o.expDSeq {
-			o.synced = true
+		if o.st.active && !o.st.synced && info.NumPending == 0 && info.Delivered.Consumer <= o.st.expDSeq {
+			o.st.synced = true
 			fire = true
-			last = o.lastSSeq
+			last = o.st.lastSSeq
 		}
 	}
 	if fire {
-		o.inCb++
+		o.st.inCb++
 	}
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	o.logf("debug", "nats: ordered consumer "+name+" on stream "+o.opts.Stream+" created from sequence "+
 		strconv.FormatUint(start, 10)+" ("+strconv.FormatUint(info.NumPending, 10)+" pending)")
 	if fire {
 		o.callSynced(last)
 		o.leave()
 	}
-	o.cbMu.Unlock()
+	o.st.cbMu.Unlock()
 	return nil
 }
 
@@ -660,8 +751,8 @@ func (o *OrderedConsumer) finished() bool {
 	if o.c.isClosed() {
 		return true
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
 	return o.stopped
 }
 
@@ -673,15 +764,16 @@ func (o *OrderedConsumer) cleanup() {
 		}
 	}()
 	o.c.removeListener(o.listenerID)
-	o.mu.Lock()
+	o.st.mu.Lock()
 	o.stopped = true
-	o.active = false
+	o.st.active = false
 	o.gen++
 	sub := o.sub
 	name := o.name
 	o.sub = nil
+	o.st.sid = 0
 	o.name = ""
-	o.mu.Unlock()
+	o.st.mu.Unlock()
 	if sub != nil {
 		sub.Unsubscribe()
 	}
@@ -694,11 +786,11 @@ func (o *OrderedConsumer) work() {
 	defer func() {
 		if r := recover(); r != nil {
 			o.logf("error", fmt.Sprintf("nats: internal error in ordered consumer on %s: %v", o.opts.Stream, r))
-			o.mu.Lock()
+			o.st.mu.Lock()
 			if !o.needReset {
 				o.stallLocked(fmt.Sprintf("internal error: %v", r))
 			}
-			o.mu.Unlock()
+			o.st.mu.Unlock()
 		}
 	}()
 	tick := o.hb / 4
@@ -719,11 +811,11 @@ func (o *OrderedConsumer) work() {
 		reason, report := o.check()
 		if report {
 			o.logf("info", "nats: ordered consumer on stream "+o.opts.Stream+" stalled ("+reason+"), recreating it")
-			o.cbMu.Lock()
+			o.st.cbMu.Lock()
 			o.enter()
 			o.callStalled(reason)
 			o.leave()
-			o.cbMu.Unlock()
+			o.st.cbMu.Unlock()
 			nextTry = time.Time{}
 			backoff = 0
 		}
@@ -761,8 +853,8 @@ func (o *OrderedConsumer) work() {
 }
 
 func (o *OrderedConsumer) pendingReset() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
 	return o.needReset && !o.stopped
 }
 
@@ -771,13 +863,13 @@ func (o *OrderedConsumer) pendingReset() bool {
 func (o *OrderedConsumer) check() (string, bool) {
 	epoch, up := o.c.connEpoch()
 	now := time.Now()
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
 	if o.stopped {
 		return "", false
 	}
-	if o.activity != o.seenActivity {
-		o.seenActivity = o.activity
+	if o.st.activity != o.seenActivity {
+		o.seenActivity = o.st.activity
 		o.lastActivity = now
 	}
 	reason := o.stallReason
@@ -792,8 +884,8 @@ func (o *OrderedConsumer) check() (string, bool) {
 	if reason == "" {
 		return "", false
 	}
-	o.active = false
-	o.synced = false
+	o.st.active = false
+	o.st.synced = false
 	if o.needReset {
 		return reason, false
 	}

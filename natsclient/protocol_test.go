@@ -259,6 +259,24 @@ func TestGarbageFrames(t *testing.T) {
 		}
 		expectGood(tc.name, fc)
 	}
+	// Valid frames in less usual forms (the reader's fast path hands them to processMsg).
+	variants := []struct{ name, data, want, reply, hdr string }{
+		{"extra blanks", "MSG  good\t1   2 \r\nok\r\n", "ok", "", ""},
+		{"reply", "MSG good 1 _INBOX.x 2\r\nok\r\n", "ok", "_INBOX.x", ""},
+		{"headers and reply", "HMSG good 1 _INBOX.y 22 24\r\nNATS/1.0\r\nA-B: c d\r\n\r\nhi\r\n", "hi", "_INBOX.y", "c d"},
+		{"headers", "HMSG good 1 22 22\r\nNATS/1.0\r\nA-B: c d\r\n\r\n\r\n", "", "", "c d"},
+	}
+	for _, tc := range variants {
+		fc.send(t, tc.data)
+		select {
+		case m := <-sink.ch:
+			if string(m.Data) != tc.want || m.Reply != tc.reply || m.Subject != "good" || m.Header.Get("A-B") != tc.hdr {
+				t.Fatalf("%s: message %+v", tc.name, m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: not delivered", tc.name)
+		}
+	}
 	if c.MaxPayload() != 2048 {
 		t.Fatalf("MaxPayload after async INFO = %d", c.MaxPayload())
 	}
