@@ -565,10 +565,7 @@ func (c *Conn) teardown(l *link) error {
 	l.raw.Close()
 	for i := 0; i < len(pongs); i++ {
 		if ch := pongs[i].ch; ch != nil {
-			select {
-			case ch <- ErrConnectionLost:
-			default:
-			}
+			ch <- ErrConnectionLost // room guaranteed, see Flush
 		}
 	}
 	return cause
@@ -1098,13 +1095,11 @@ func (c *Conn) processPong(l *link) {
 	}
 	c.mu.Unlock()
 	if ch != nil {
-		// A typed nil: yaegi v0.16.1 panics on "case ch <- nil" in a select
-		// ("reflect.Select: value of type interface {} is not assignable to type error").
+		// The waiter was removed from l.pongs above, so this is its only PONG; the
+		// channel has room for it (see Flush). A typed nil: yaegi v0.16.1 mishandles an
+		// untyped nil sent on a chan error.
 		var ok error
-		select {
-		case ch <- ok:
-		default:
-		}
+		ch <- ok
 	}
 }
 

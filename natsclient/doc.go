@@ -27,6 +27,11 @@
 //     never matches them and errors.Is ignores their Is/Unwrap methods. Only a type
 //     assertion (err.(*APIError)) works. Sentinel errors are therefore plain errors.New
 //     values, returned unwrapped or wrapped with fmt.Errorf's %w (both work with errors.Is).
+//   - a select statement run by several goroutines at once: yaegi keeps one
+//     reflect.SelectCase slice per statement and fills it in place, so concurrent callers
+//     wait on each other's channels (a caller can hang for ever once the other returned).
+//     Code that concurrent callers run (Request, Flush) waits with a plain receive on its
+//     own channel, fed by plain sends into a buffer with room for every possible outcome.
 //
 // Its types do not refer to each other in cycles through the connection, and both client
 // goroutines (reader and connection manager) recover from panics, log them and replace the

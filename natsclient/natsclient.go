@@ -179,7 +179,7 @@ type Conn struct {
 	connCh       chan struct{} // closed when connected; replaced after each disconnect
 	cbDepth      int           // user callbacks currently running
 	respPrefix   string
-	respMap      map[string]chan *Msg
+	respMap      map[string]*pendingRequest
 	respNext     int64
 	epoch        int64                  // bumped for every established connection
 	listeners    map[int64]connListener // internal connect/disconnect hooks (ordered consumers)
@@ -222,7 +222,7 @@ func Connect(opts Options) (*Conn, error) {
 		doneCh:    make(chan struct{}),
 		connCh:    make(chan struct{}),
 		subs:      make(map[int64]subEntry),
-		respMap:   make(map[string]chan *Msg),
+		respMap:   make(map[string]*pendingRequest),
 		warns:     make(map[string]warnState),
 		listeners: make(map[int64]connListener),
 	}
@@ -512,7 +512,10 @@ func (c *Conn) PublishMsg(subject, reply string, hdr Header, data []byte) error 
 // Flush sends a PING and waits for the matching PONG: when it returns nil, everything
 // published before has been processed by the server.
 func (c *Conn) Flush(timeout time.Duration) error {
-	ch := make(chan error, 1)
+	// Two senders at most (the PONG or the loss of the link, and the timer): plain sends
+	// never block, and the caller waits with a plain receive. No select: see
+	// pendingRequest.
+	ch := make(chan error, 2)
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -530,16 +533,13 @@ func (c *Conn) Flush(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case err := <-ch:
-		return err
-	case <-t.C:
-		return ErrTimeout
-	case <-c.closeCh:
+	t := time.AfterFunc(timeout, func() { ch <- ErrTimeout })
+	err = <-ch
+	t.Stop()
+	if err != nil && err != ErrTimeout && c.isClosed() {
 		return ErrClosed
 	}
+	return err
 }
 
 // Subscribe registers cb for subject (wildcards allowed). It works while disconnected:
@@ -661,8 +661,29 @@ func (c *Conn) Request(subject string, hdr Header, data []byte, timeout time.Dur
 	return c.request(subject, hdr, data, timeout, nil)
 }
 
-// request is Request that also gives up (with ErrClosed) when cancel is closed; cancel may
-// be nil.
+// pendingRequest is one request waiting for its outcome.
+//
+// yaegi v0.16.1 (Traefik's interpreter) allocates the reflect.SelectCase slice of a
+// select statement once per statement and fills it in place on every execution, so
+// goroutines running the same select at the same time overwrite each other's channels:
+// a caller can wake up on another caller's reply, or wait on another caller's timer and
+// reply channel and hang for ever once that caller has returned. Concurrent revocations
+// run this code at the same time, so it waits with a plain receive on its own channel
+// instead, and every outcome (reply, timeout, close, cancel) is delivered by
+// finishRequest, which removes the request under c.mu and therefore sends at most once:
+// the buffered channel never blocks a sender.
+type pendingRequest struct {
+	ch     chan requestOutcome // capacity 1, exactly one send
+	cancel chan struct{}       // the caller's cancel channel (nil: none), see abortRequests
+}
+
+type requestOutcome struct {
+	m   *Msg
+	err error
+}
+
+// request is Request that also gives up (with ErrClosed) when abortRequests(cancel) is
+// called; cancel may be nil.
 func (c *Conn) request(subject string, hdr Header, data []byte, timeout time.Duration, cancel chan struct{}) (*Msg, error) {
 	c.mu.Lock()
 	if c.closed {
@@ -680,29 +701,28 @@ func (c *Conn) request(subject string, hdr Header, data []byte, timeout time.Dur
 	c.respNext++
 	token := strconv.FormatInt(c.respNext, 36)
 	reply := c.respPrefix + token
-	ch := make(chan *Msg, 1)
-	c.respMap[token] = ch
+	p := &pendingRequest{ch: make(chan requestOutcome, 1), cancel: cancel}
+	c.respMap[token] = p
 	c.mu.Unlock()
 
-	defer c.dropRequest(token)
 	if err := c.PublishMsg(subject, reply, hdr, data); err != nil {
+		c.dropRequest(token)
 		return nil, err
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case m := <-ch:
-		if m.Status == 503 {
-			return m, ErrNoResponders
-		}
-		return m, nil
-	case <-t.C:
-		return nil, ErrTimeout
-	case <-c.closeCh:
-		return nil, ErrClosed
-	case <-cancel:
-		return nil, ErrClosed
+	t := time.AfterFunc(timeout, func() {
+		var out requestOutcome
+		out.err = ErrTimeout
+		c.finishRequest(token, out)
+	})
+	out := <-p.ch
+	t.Stop()
+	if out.err != nil {
+		return nil, out.err
 	}
+	if out.m.Status == 503 {
+		return out.m, ErrNoResponders
+	}
+	return out.m, nil
 }
 
 func (c *Conn) dropRequest(token string) {
@@ -711,22 +731,47 @@ func (c *Conn) dropRequest(token string) {
 	c.mu.Unlock()
 }
 
+// finishRequest hands out to the request token, if it is still waiting.
+func (c *Conn) finishRequest(token string, out requestOutcome) {
+	c.mu.Lock()
+	p := c.respMap[token]
+	delete(c.respMap, token)
+	c.mu.Unlock()
+	if p != nil {
+		p.ch <- out
+	}
+}
+
+// abortRequests ends every request started with this cancel channel with ErrClosed.
+func (c *Conn) abortRequests(cancel chan struct{}) {
+	if cancel == nil {
+		return
+	}
+	var aborted []*pendingRequest
+	c.mu.Lock()
+	for token, p := range c.respMap {
+		if p.cancel == cancel {
+			delete(c.respMap, token)
+			aborted = append(aborted, p)
+		}
+	}
+	c.mu.Unlock()
+	for i := 0; i < len(aborted); i++ {
+		var out requestOutcome
+		out.err = ErrClosed
+		aborted[i].ch <- out
+	}
+}
+
 // handleResponse is the callback of the shared request inbox.
 func (c *Conn) handleResponse(m *Msg) {
 	c.mu.Lock()
 	prefix := c.respPrefix
-	var ch chan *Msg
-	if strings.HasPrefix(m.Subject, prefix) {
-		token := m.Subject[len(prefix):]
-		ch = c.respMap[token]
-		delete(c.respMap, token)
-	}
 	c.mu.Unlock()
-	if ch != nil {
-		select {
-		case ch <- m:
-		default:
-		}
+	if strings.HasPrefix(m.Subject, prefix) {
+		var out requestOutcome
+		out.m = m
+		c.finishRequest(m.Subject[len(prefix):], out)
 	}
 }
 
@@ -744,7 +789,17 @@ func (c *Conn) Close() {
 	l := c.cur
 	d := c.dialing
 	inCallback := c.cbDepth > 0
+	var waiting []*pendingRequest
+	for token, p := range c.respMap {
+		delete(c.respMap, token)
+		waiting = append(waiting, p)
+	}
 	c.mu.Unlock()
+	for i := 0; i < len(waiting); i++ {
+		var out requestOutcome
+		out.err = ErrClosed
+		waiting[i].ch <- out
+	}
 	c.cancel()
 	if l != nil {
 		l.raw.Close()

@@ -316,6 +316,7 @@ func (o *OrderedConsumer) Stop() {
 	started := o.workStarted
 	close(o.stopCh)
 	o.st.mu.Unlock()
+	o.c.abortRequests(o.stopCh)
 	if started && !inCb {
 		<-o.doneCh
 	}
