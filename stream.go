@@ -78,7 +78,8 @@ func (j *js) setUp(l *natsLink) bool {
 		// A consumer whose server node died is only noticed after two missed
 		// heartbeats; keep that window short, since the gateway believes it is synced.
 		IdleHeartbeat: consumerHeartbeat,
-		OnMsg:         func(m *natsclient.JSMsg) { j.onMsg(l, m) },
+		OnMsg:         l.onStreamMsg, // a method value: no extra interpreted call per message
+		Minimal:       true,          // only Subject, Data and Pending are read
 		OnSynced:      func(last uint64) { j.onSynced(l, last) },
 		OnStalled:     func(reason string) { j.onStalled(l, reason) },
 		Logf:          l.clientLog,
@@ -205,8 +206,10 @@ func (j *js) publish(l *natsLink, subject string, body []byte, exp int64) error 
 	return nil
 }
 
-// onMsg runs on the consumer's delivery goroutine, in stream order.
-func (j *js) onMsg(l *natsLink, m *natsclient.JSMsg) {
+// onStreamMsg runs on the consumer's delivery goroutine, in stream order. m is only
+// valid during the call; nothing of it is kept but copies.
+func (l *natsLink) onStreamMsg(m *natsclient.JSMsg) {
+	j := &l.js
 	sum, exp, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
 	if reason != "" {
 		l.drop(m.Subject, reason)
