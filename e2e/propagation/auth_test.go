@@ -107,7 +107,7 @@ func TestAuthMethods(t *testing.T) {
 			if code := a.revoke("auth-" + tc.name); code != 200 {
 				t.Fatalf("revoke: %d\n%s", code, a.logged())
 			}
-			if !b.waitRejected("auth-"+tc.name, 2*time.Second) {
+			if !b.waitRejected("auth-"+tc.name, 5*time.Second) {
 				t.Fatal("not propagated")
 			}
 			bad := newGateway(t, natsConfig([]string{url}, "gw-bad", tc.bad))
