@@ -95,7 +95,6 @@ type Middleware struct {
 	revokePath string
 	statusPath string
 	failClosed bool
-	fast       bool            // the fast path applies (not failClosed)
 	endpoints  map[string]bool // paths the plugin answers itself
 	store      *store
 	mu         *sync.RWMutex      // the store's lock, held here for the fast path
@@ -119,7 +118,27 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	if err != nil {
 		return nil, err
 	}
-	return newMiddleware(next, name, s, d, log), nil
+	m := newMiddleware(next, name, s, d, log)
+	if s.failClosed {
+		return &failClosedMiddleware{m: m}, nil
+	}
+	return m, nil
+}
+
+// failClosedMiddleware answers 503 to bearer requests while the revocation stream is
+// not synced, and otherwise hands over to the middleware. It is a separate type so the
+// common configuration pays nothing for the check on its request path.
+type failClosedMiddleware struct {
+	m *Middleware
+}
+
+func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	m := f.m
+	if !m.domain.isSynced() && req.URL.Path != m.revokePath && req.URL.Path != m.statusPath && bearerPresent(req) {
+		writeUnavailable(rw)
+		return
+	}
+	m.ServeHTTP(rw, req)
 }
 
 func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *logger) *Middleware {
@@ -128,13 +147,11 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 		endpoints[s.statusPath] = true
 	}
 	return &Middleware{
-		fast:       !s.failClosed,
 		endpoints:  endpoints,
 		next:       next,
 		name:       name,
 		revokePath: s.revokePath,
 		statusPath: s.statusPath,
-		failClosed: s.failClosed,
 		store:      d.store,
 		mu:         &d.store.mu,
 		index:      d.store.index,
@@ -155,7 +172,7 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 // Authorization headers, query strings, and tokens that are found) goes to serveSlow.
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	slow := true
-	if u := req.URL; u.RawQuery == "" && m.fast && !m.endpoints[u.Path] {
+	if u := req.URL; u.RawQuery == "" && !m.endpoints[u.Path] {
 		if a := req.Header["Authorization"]; len(a) == 0 {
 			slow = false
 		} else if len(a) == 1 && len(a[0]) > 8 && a[0][:7] == "Bearer " && a[0][7] != ' ' {
@@ -182,10 +199,6 @@ func (m *Middleware) serveSlow(rw http.ResponseWriter, req *http.Request) {
 			m.serveStatus(rw, req)
 			return
 		}
-	}
-	if m.failClosed && !m.domain.isSynced() && bearerPresent(req) {
-		writeUnavailable(rw)
-		return
 	}
 	now := time.Now().Unix()
 	for _, v := range req.Header["Authorization"] {

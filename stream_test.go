@@ -1,6 +1,7 @@
 package tokenrevoke
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -83,6 +84,12 @@ func TestFailClosedUntilSynced(t *testing.T) {
 	})
 	fl := &fakeLink{}
 	m.domain.link = fl
+	fc := &failClosedMiddleware{m: m}
+	serve := func(_ *Middleware, req *http.Request) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		fc.ServeHTTP(rec, req)
+		return rec
+	}
 	rec := serve(m, bearerReq("any"))
 	checkError(t, rec, http.StatusServiceUnavailable, errUnavailable)
 	if rec.Header().Get("Retry-After") == "" {
@@ -101,6 +108,18 @@ func TestFailClosedUntilSynced(t *testing.T) {
 	}
 	fl.isSynced = false // the consumer stalled
 	checkError(t, serve(m, bearerReq("any")), http.StatusServiceUnavailable, errUnavailable)
+	// The endpoints stay available while unsynced.
+	if rec := serve(m, revokeReq("token=x", basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Errorf("revoke while unsynced: %d", rec.Code)
+	}
+	// New returns the fail-closed wrapper only when asked to.
+	c := CreateConfig()
+	c.Clients = []ClientConfig{{ID: "a", Secret: "b"}}
+	if h, err := New(context.Background(), http.NotFoundHandler(), c, "plain"); err != nil {
+		t.Fatal(err)
+	} else if _, ok := h.(*Middleware); !ok {
+		t.Errorf("New returned %T without failClosed", h)
+	}
 }
 
 func TestRevokeAnswers500WhenNATSDoesNotConfirm(t *testing.T) {
