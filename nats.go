@@ -52,10 +52,6 @@ type natsLink struct {
 	lastDropAt time.Time
 	unreported int64
 
-	// subActive is 1 once the server has confirmed (PING/PONG) the subscription sent on
-	// the current connection, 0 before and after a disconnect (core NATS mode).
-	subActive int32
-
 	// JetStream mode (nats.stream set); see stream.go.
 	js js
 }
@@ -64,16 +60,15 @@ func startNATSLink(d *domain, n *natsSettings, log *logger) (link, error) {
 	l := &natsLink{d: d, n: n, log: log}
 	l.js.wakeCh = make(chan struct{}, 1)
 	opts := natsclient.Options{
-		Servers:      n.servers,
-		Name:         n.name,
-		Token:        n.token,
-		User:         n.user,
-		Password:     n.password,
-		NKeySeed:     n.nkeySeed,
-		CredsFile:    n.credsFile,
-		Logf:         l.clientLog,
-		OnConnect:    l.onConnect,
-		OnDisconnect: l.onDisconnect,
+		Servers:   n.servers,
+		Name:      n.name,
+		Token:     n.token,
+		User:      n.user,
+		Password:  n.password,
+		NKeySeed:  n.nkeySeed,
+		CredsFile: n.credsFile,
+		Logf:      l.clientLog,
+		OnConnect: l.onConnect,
 	}
 	if n.tls != nil {
 		opts.TLS = &natsclient.TLSOptions{
@@ -118,22 +113,12 @@ func (l *natsLink) clientLog(level, msg string) {
 	}
 }
 
-// onConnect runs after every (re)connect, once subscriptions are re-sent; the client
-// has already logged it. A round trip makes sure the server has processed them before
-// the link reports itself connected.
+// onConnect runs after every (re)connect; the client has already logged it.
 func (l *natsLink) onConnect(url string) {
 	l.setErr("")
 	if l.n.stream != "" {
 		l.js.wake()
-		return
 	}
-	if err := l.conn.Flush(publishTimeout); err == nil {
-		atomic.StoreInt32(&l.subActive, 1)
-	}
-}
-
-func (l *natsLink) onDisconnect(err error) {
-	atomic.StoreInt32(&l.subActive, 0)
 }
 
 func (l *natsLink) setErr(msg string) {
@@ -259,12 +244,8 @@ func (l *natsLink) status() linkStatus {
 	if l.n.stream != "" {
 		seq = l.js.lastSeq()
 	}
-	connected := l.conn.Connected()
-	if l.n.stream == "" {
-		connected = connected && atomic.LoadInt32(&l.subActive) == 1
-	}
 	return linkStatus{
-		Connected:   connected,
+		Connected:   l.conn.Connected(),
 		Server:      l.conn.ConnectedURL(),
 		Stream:      l.n.stream,
 		StreamSeq:   seq,
