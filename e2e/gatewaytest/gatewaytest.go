@@ -160,12 +160,15 @@ func (g *Gateway) StatusDoc() (Status, error) {
 	return ParseStatus([]byte(g.Status()))
 }
 
-// WaitConnected waits until the status document reports a NATS connection.
+// WaitConnected waits until the status document reports a NATS connection, plus a
+// short settle: "connected" means the CONNECT handshake is done, and the server takes a
+// moment more to register the subscription sent with it.
 func (g *Gateway) WaitConnected(timeout time.Duration) {
 	g.T.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if strings.Contains(g.Status(), `"connected":true`) {
+			time.Sleep(100 * time.Millisecond)
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
