@@ -11,7 +11,6 @@ import (
 // middleware instances join the same domain, so a reload never forgets a revocation and
 // never opens a second connection.
 type domain struct {
-	key   string
 	store *store
 	log   *logger
 	link  link // nil without NATS
@@ -71,7 +70,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 		}
 		return d, nil
 	}
-	d := &domain{key: key, log: log}
+	d := &domain{log: log}
 	d.store = newStore(s.cacheSize, log)
 	if s.nats != nil {
 		l, err := startNATSLink(d, s.nats, log)

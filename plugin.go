@@ -91,7 +91,6 @@ func CreateConfig() *Config {
 // Middleware is the http.Handler Traefik puts in front of the next handler.
 type Middleware struct {
 	next       http.Handler
-	name       string
 	revokePath string
 	statusPath string
 	failClosed bool
@@ -149,7 +148,6 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 	return &Middleware{
 		endpoints:  endpoints,
 		next:       next,
-		name:       name,
 		revokePath: s.revokePath,
 		statusPath: s.statusPath,
 		store:      d.store,

@@ -63,7 +63,7 @@ func newTestMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *back
 	testDomainSeq++
 	name := fmt.Sprintf("test-%d", testDomainSeq)
 	log := newLogger(name)
-	d := &domain{key: name, log: log, store: newStore(s.cacheSize, log)}
+	d := &domain{log: log, store: newStore(s.cacheSize, log)}
 	b := &backend{}
 	return newMiddleware(b, name, s, d, log), b
 }

@@ -747,19 +747,31 @@ func (c *Conn) abortRequests(cancel chan struct{}) {
 	if cancel == nil {
 		return
 	}
-	var aborted []*pendingRequest
 	c.mu.Lock()
+	aborted := c.takeRequestsLocked(cancel)
+	c.mu.Unlock()
+	endRequests(aborted)
+}
+
+// takeRequestsLocked removes the pending requests started with cancel (all of them when
+// cancel is nil) and returns them. Caller holds c.mu.
+func (c *Conn) takeRequestsLocked(cancel chan struct{}) []*pendingRequest {
+	var taken []*pendingRequest
 	for token, p := range c.respMap {
-		if p.cancel == cancel {
+		if cancel == nil || p.cancel == cancel {
 			delete(c.respMap, token)
-			aborted = append(aborted, p)
+			taken = append(taken, p)
 		}
 	}
-	c.mu.Unlock()
-	for i := 0; i < len(aborted); i++ {
+	return taken
+}
+
+// endRequests ends requests taken from respMap with ErrClosed.
+func endRequests(ps []*pendingRequest) {
+	for i := 0; i < len(ps); i++ {
 		var out requestOutcome
 		out.err = ErrClosed
-		aborted[i].ch <- out
+		ps[i].ch <- out
 	}
 }
 
@@ -789,17 +801,9 @@ func (c *Conn) Close() {
 	l := c.cur
 	d := c.dialing
 	inCallback := c.cbDepth > 0
-	var waiting []*pendingRequest
-	for token, p := range c.respMap {
-		delete(c.respMap, token)
-		waiting = append(waiting, p)
-	}
+	waiting := c.takeRequestsLocked(nil)
 	c.mu.Unlock()
-	for i := 0; i < len(waiting); i++ {
-		var out requestOutcome
-		out.err = ErrClosed
-		waiting[i].ch <- out
-	}
+	endRequests(waiting)
 	c.cancel()
 	if l != nil {
 		l.raw.Close()
