@@ -85,6 +85,11 @@ type link struct {
 	cbPanic   func(r interface{}) // panic hook of its subscription, or nil
 }
 
+// IsClosed reports whether Close has been called.
+func (c *Conn) IsClosed() bool {
+	return c.isClosed()
+}
+
 func (c *Conn) isClosed() bool {
 	c.mu.Lock()
 	closed := c.closed

@@ -2,6 +2,7 @@ package natsclient
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -482,6 +483,74 @@ func TestPublishJS(t *testing.T) {
 	c.Flush(jsTimeout)
 	if _, err := c.PublishJS("echo.json", nil, nil, jsTimeout); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("PublishJS answered with unrelated JSON = %v", err)
+	}
+}
+
+func TestGetMsgAndPurge(t *testing.T) {
+	srv := startJSServer(t)
+	c := connectAndWait(t, fastOpts(nil, srv.url()), nil)
+	var cfg StreamConfig
+	cfg.Name = "GET"
+	cfg.Subjects = []string{"get.>"}
+	cfg.AllowMsgTTL = true
+	mustAddStream(t, c, cfg)
+
+	big := make([]byte, 300000) // larger than a read buffer: base64 in the API reply
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	h := Header{}
+	h.Set(HeaderMsgTTL, "1h")
+	h.Set("X-Part", "7")
+	acks := make([]uint64, 0, 4)
+	for i, subj := range []string{"get.a.1", "get.a.2", "get.b.1", "get.a.1"} {
+		data := []byte("m" + strconv.Itoa(i))
+		if i == 1 {
+			data = big
+		}
+		ack, err := c.PublishJS(subj, h, data, jsTimeout)
+		if err != nil {
+			t.Fatalf("PublishJS %s: %v", subj, err)
+		}
+		acks = append(acks, ack.Seq)
+	}
+
+	m, err := c.GetMsg("GET", GetMsgRequest{Seq: acks[1]}, jsTimeout)
+	if err != nil {
+		t.Fatalf("GetMsg by seq: %v", err)
+	}
+	if m.Subject != "get.a.2" || m.Seq != acks[1] || !bytes.Equal(m.Data, big) || m.Header.Get("X-Part") != "7" || m.Time.IsZero() {
+		t.Fatalf("GetMsg by seq: subject %q seq %d, %d bytes, header %v", m.Subject, m.Seq, len(m.Data), m.Header)
+	}
+	m, err = c.GetMsg("GET", GetMsgRequest{LastBySubject: "get.a.1"}, jsTimeout)
+	if err != nil {
+		t.Fatalf("GetMsg last by subject: %v", err)
+	}
+	if m.Seq != acks[3] || string(m.Data) != "m3" {
+		t.Fatalf("GetMsg last by subject: seq %d data %q, want seq %d m3", m.Seq, m.Data, acks[3])
+	}
+	if _, err := c.GetMsg("GET", GetMsgRequest{LastBySubject: "get.none"}, jsTimeout); err != ErrMsgNotFound {
+		t.Fatalf("GetMsg of a missing subject = %v", err)
+	}
+	if _, err := c.GetMsg("GET", GetMsgRequest{Seq: 999}, jsTimeout); err != ErrMsgNotFound {
+		t.Fatalf("GetMsg of a missing sequence = %v", err)
+	}
+	if _, err := c.GetMsg("NOPE", GetMsgRequest{Seq: 1}, jsTimeout); err != ErrStreamNotFound {
+		t.Fatalf("GetMsg on a missing stream = %v", err)
+	}
+
+	n, err := c.PurgeStream("GET", "get.a.>", jsTimeout)
+	if err != nil || n != 3 {
+		t.Fatalf("PurgeStream get.a.> = %d, %v; want 3 (get.a.1 twice, get.a.2)", n, err)
+	}
+	if _, err := c.GetMsg("GET", GetMsgRequest{Seq: acks[1]}, jsTimeout); err != ErrMsgNotFound {
+		t.Fatalf("purged message still readable: %v", err)
+	}
+	if m, err := c.GetMsg("GET", GetMsgRequest{LastBySubject: "get.b.1"}, jsTimeout); err != nil || string(m.Data) != "m2" {
+		t.Fatalf("message outside the filter after purge: %v", err)
+	}
+	if _, err := c.PurgeStream("GET", "bad subject", jsTimeout); err == nil {
+		t.Fatal("PurgeStream accepted an invalid filter")
 	}
 }
 
