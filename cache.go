@@ -30,6 +30,10 @@ const expiryBucket = 60
 // nilSlot marks the end of the LRU list.
 const nilSlot = int32(-1)
 
+// coldSlot, in prev and next, marks an entry bulk-loaded from a snapshot that has not
+// been used since: it is in no list, and counts as older than every listed entry.
+const coldSlot = int32(-2)
+
 // store is the bounded set of revoked token hashes, each with an expiry (unix seconds).
 // It evicts expired entries first and then the least recently used one.
 type store struct {
@@ -43,6 +47,7 @@ type store struct {
 	next []int32
 
 	head, tail int32 // most and least recently used slots
+	coldScan   int   // no slot below this is cold
 	free       []int32
 	count      int
 	capacity   int
@@ -55,6 +60,13 @@ type store struct {
 	unwarned    int64 // evictions not yet reported in a log line
 	lastWarning time.Time
 	log         *logger
+}
+
+func init() {
+	coldTemplate = make([]int32, snapshotChunkSlots)
+	for i := range coldTemplate {
+		coldTemplate[i] = coldSlot
+	}
 }
 
 func newStore(capacity int, log *logger) *store {
@@ -216,6 +228,122 @@ func (s *store) addLocked(key [32]byte, exp int64, now int64) {
 	s.buckets[b] = append(slots, slot)
 }
 
+// oldestColdLocked returns the lowest-numbered cold slot (the first loaded), or nilSlot.
+// The scan only moves forward, so finding victims costs O(1) amortised.
+func (s *store) oldestColdLocked() int32 {
+	for s.coldScan < len(s.prev) {
+		if s.prev[s.coldScan] == coldSlot {
+			return int32(s.coldScan)
+		}
+		s.coldScan++
+	}
+	return nilSlot
+}
+
+// coldTemplate is a run of coldSlot marks copied into prev and next by loadCold.
+var coldTemplate []int32
+
+// loadCold adds a chunk of a snapshot: the bulk version of addBatch for a store that
+// holds nothing but what earlier loadCold calls of the same load added (count equals
+// loaded). Keys and expiries are appended with two compiled copies and left out of the
+// LRU list (marked cold), so each entry costs one map store and, when its expiry bucket
+// differs from the previous entry's, one bucket lookup: about a third of addBatch
+// under the interpreter. Entries already expired, or with an expiry beyond maxExpiry,
+// are skipped. loaded is what the previous call returned (0 for the first chunk): the
+// store's entry count, or -1 once a call had to fall back to addBatch (the store then
+// holds other entries, or is full), after which every call does.
+func (s *store) loadCold(keys [][32]byte, exps []int64, now int64, loaded int) int {
+	n := len(keys)
+	s.mu.Lock()
+	if s.count != loaded || s.count+n > s.capacity || n > len(coldTemplate) {
+		s.mu.Unlock()
+		for i := range exps {
+			if exps[i] > maxExpiry {
+				exps[i] = maxExpiry
+			}
+		}
+		s.addBatch(keys, exps, now)
+		return -1
+	}
+	base := len(s.keys)
+	if need := base + n; need > cap(s.keys) {
+		c := 2 * cap(s.keys)
+		if c < need {
+			c = need
+		}
+		if c > s.capacity && s.capacity >= need {
+			c = s.capacity
+		}
+		s.growToLocked(c)
+	}
+	s.keys = append(s.keys, keys...)
+	s.exps = append(s.exps, exps...)
+	s.prev = append(s.prev, coldTemplate[:n]...)
+	s.next = append(s.next, coldTemplate[:n]...)
+	if base < s.coldScan {
+		s.coldScan = base
+	}
+	before := len(s.index)
+	added := 0
+	lastB := int64(-1)
+	var run []int32
+	slot := int32(base)
+	for i := 0; i < n; i++ {
+		exp := exps[i]
+		if exp <= now || exp > maxExpiry {
+			s.prev[slot] = nilSlot
+			s.next[slot] = nilSlot
+			s.exps[slot] = 0
+			s.free = append(s.free, slot)
+			slot++
+			continue
+		}
+		s.index[keys[i]] = slot
+		added++
+		if b := (exp + expiryBucket - 1) / expiryBucket; b != lastB {
+			if lastB >= 0 {
+				s.buckets[lastB] = run
+			}
+			existing, ok := s.buckets[b]
+			if !ok {
+				s.newBucketLocked(b)
+			}
+			run = existing
+			lastB = b
+		}
+		run = append(run, slot)
+		slot++
+	}
+	if lastB >= 0 {
+		s.buckets[lastB] = run
+	}
+	s.count += added
+	if len(s.index) != before+added {
+		s.dropColdDuplicatesLocked(base, n)
+	}
+	count := s.count
+	s.mu.Unlock()
+	return count
+}
+
+// dropColdDuplicatesLocked repairs a chunk that repeated a key (only a malformed
+// snapshot does): the index points at the key's last slot, so every other slot of the
+// chunk holding the same key is freed.
+func (s *store) dropColdDuplicatesLocked(base, n int) {
+	for slot := int32(base); slot < int32(base+n); slot++ {
+		if s.prev[slot] != coldSlot {
+			continue
+		}
+		if cur, ok := s.index[s.keys[slot]]; !ok || cur != slot {
+			s.prev[slot] = nilSlot
+			s.next[slot] = nilSlot
+			s.exps[slot] = 0
+			s.free = append(s.free, slot)
+			s.count--
+		}
+	}
+}
+
 // growLocked doubles the per-slot slices (never beyond capacity). append alone grows
 // large slices by only 1.25x, which copies a million-entry store several times over.
 func (s *store) growLocked() {
@@ -226,6 +354,11 @@ func (s *store) growLocked() {
 	if n > s.capacity && s.capacity >= len(s.keys)+1 {
 		n = s.capacity
 	}
+	s.growToLocked(n)
+}
+
+// growToLocked reallocates the per-slot slices with room for n slots.
+func (s *store) growToLocked(n int) {
 	keys := make([][32]byte, len(s.keys), n)
 	copy(keys, s.keys)
 	s.keys = keys
@@ -244,7 +377,7 @@ func (s *store) growLocked() {
 // recently used.
 func (s *store) makeRoomLocked(now int64) {
 	s.expireEarliestLocked(now)
-	for s.count >= s.capacity && s.tail != nilSlot {
+	for s.count >= s.capacity && s.count > 0 {
 		s.evictTailLocked(now)
 	}
 }
@@ -257,7 +390,7 @@ func (s *store) setCapacity(capacity int, now int64) {
 		s.expireLocked(now)
 		s.expireEarliestLocked(now)
 	}
-	for s.count > capacity && s.tail != nilSlot {
+	for s.count > capacity && s.count > 0 {
 		s.evictTailLocked(now)
 	}
 	s.mu.Unlock()
@@ -268,6 +401,26 @@ func (s *store) sweep(now int64) {
 	s.mu.Lock()
 	s.expireLocked(now)
 	s.mu.Unlock()
+}
+
+// copySlots copies up to n slots starting at slot from: keys and expiries of live
+// entries, and expiry 0 for free slots. Two bulk copies under the read lock: requests
+// are held up for microseconds, not for the time it takes to encode a snapshot.
+func (s *store) copySlots(from, n int) ([][32]byte, []int64) {
+	s.mu.RLock()
+	if from >= len(s.keys) {
+		s.mu.RUnlock()
+		return nil, nil
+	}
+	if from+n > len(s.keys) {
+		n = len(s.keys) - from
+	}
+	keys := make([][32]byte, n)
+	copy(keys, s.keys[from:from+n])
+	exps := make([]int64, n)
+	copy(exps, s.exps[from:from+n])
+	s.mu.RUnlock()
+	return keys, exps
 }
 
 // stats returns entries held, unexpired evictions and expiries so far.
@@ -352,7 +505,10 @@ func (s *store) newBucketLocked(b int64) {
 // dropped first), so its token is accepted again: count it and warn, at most once a
 // second, with the number dropped since the last warning.
 func (s *store) evictTailLocked(now int64) {
-	slot := s.tail
+	slot := s.oldestColdLocked()
+	if slot == nilSlot {
+		slot = s.tail
+	}
 	if s.exps[slot] <= now {
 		s.removeLocked(slot)
 		s.expired++
@@ -372,6 +528,7 @@ func (s *store) evictTailLocked(now int64) {
 
 func (s *store) removeLocked(slot int32) {
 	delete(s.index, s.keys[slot])
+	s.exps[slot] = 0 // a free slot reads as expired (copySlots)
 	s.unlinkLocked(slot)
 	s.free = append(s.free, slot)
 	s.count--
@@ -392,6 +549,11 @@ func (s *store) pushFrontLocked(slot int32) {
 func (s *store) unlinkLocked(slot int32) {
 	p := s.prev[slot]
 	n := s.next[slot]
+	if p == coldSlot {
+		s.prev[slot] = nilSlot
+		s.next[slot] = nilSlot
+		return
+	}
 	if p != nilSlot {
 		s.next[p] = n
 	} else {

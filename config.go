@@ -38,6 +38,8 @@ type natsSettings struct {
 	tls       *TLSConfig
 	stream    string
 	replicas  int
+	// snapshotEvery: new stream messages between snapshots; 0 when snapshots are off.
+	snapshotEvery uint64
 	// defaultTTL is the middleware's, used to check an existing stream's max_age.
 	defaultTTL time.Duration
 }
@@ -228,6 +230,16 @@ func parseNATS(c *NATSConfig) (*natsSettings, error) {
 	if n.replicas < 1 || n.replicas > 5 {
 		return nil, fmt.Errorf("tokenrevoke: nats.replicas: must be 1 to 5, got %d", n.replicas)
 	}
+	switch {
+	case c.SnapshotEvery == 0:
+		n.snapshotEvery = defaultSnapshotEvery
+	case c.SnapshotEvery == -1:
+		n.snapshotEvery = 0
+	case c.SnapshotEvery < 0:
+		return nil, fmt.Errorf("tokenrevoke: nats.snapshotEvery: must be a positive number of messages, 0 (default) or -1 (off), got %d", c.SnapshotEvery)
+	default:
+		n.snapshotEvery = uint64(c.SnapshotEvery)
+	}
 	return n, nil
 }
 
@@ -238,6 +250,7 @@ func (n *natsSettings) key() string {
 	sort.Strings(servers)
 	parts := []string{
 		strings.Join(servers, ","), n.subject, n.name, n.stream, strconv.Itoa(n.replicas),
+		strconv.FormatUint(n.snapshotEvery, 10),
 		n.token, n.user, n.password, n.nkeySeed, n.credsFile,
 	}
 	if n.tls != nil {

@@ -45,6 +45,8 @@ type linkStatus struct {
 	Dropped     int64  `json:"dropped"`
 	Published   int64  `json:"published"`
 	PublishFail int64  `json:"publishFailures"`
+	// Snapshot is set in JetStream mode with snapshots on.
+	Snapshot *snapshotStatus `json:"snapshot,omitempty"`
 }
 
 // janitorEvery is how often expired entries are swept from a domain's store.

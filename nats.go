@@ -88,6 +88,9 @@ func startNATSLink(d *domain, n *natsSettings, log *logger) (link, error) {
 		// subscription on the same subjects would only duplicate them.
 		log.infof("sharing revocations through JetStream stream %s (subjects %s.>) as %q", n.stream, n.subject, n.name)
 		go l.js.run(l)
+		if n.snapshotEvery > 0 {
+			go l.snapshotLoop()
+		}
 		return l, nil
 	}
 	if _, err := conn.Subscribe(n.subject+".>", l.onMsg); err != nil {
@@ -241,8 +244,15 @@ func (l *natsLink) status() linkStatus {
 		lastErr = l.conn.LastError().Error()
 	}
 	var seq uint64
+	var snap *snapshotStatus
 	if l.n.stream != "" {
 		seq = l.js.lastSeq()
+		if l.n.snapshotEvery > 0 {
+			l.js.mu.Lock()
+			st := l.js.snap
+			l.js.mu.Unlock()
+			snap = &st
+		}
 	}
 	return linkStatus{
 		Connected:   l.conn.Connected(),
@@ -255,5 +265,6 @@ func (l *natsLink) status() linkStatus {
 		Dropped:     atomic.LoadInt64(&l.dropped),
 		Published:   atomic.LoadInt64(&l.published),
 		PublishFail: atomic.LoadInt64(&l.publishFail),
+		Snapshot:    snap,
 	}
 }

@@ -68,6 +68,11 @@ type NATSConfig struct {
 	// Stream is the JetStream stream holding revocations; empty means core NATS only.
 	Stream   string `json:"stream,omitempty"`
 	Replicas int    `json:"replicas,omitempty"`
+	// SnapshotEvery is how many new stream messages make a synced gateway write a fresh
+	// snapshot of its revocations (JetStream mode), from which a new gateway loads
+	// instead of replaying the whole stream. 0 means the default (50000); -1 turns
+	// snapshots off (neither written nor read).
+	SnapshotEvery int `json:"snapshotEvery,omitempty"`
 }
 
 // TLSConfig holds file paths for a TLS connection to NATS.

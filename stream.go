@@ -27,6 +27,10 @@ const consumerHeartbeat = time.Second
 const replayBatch = 512
 
 type js struct {
+	// applied (atomic) is the stream sequence of the last message whose revocation is in
+	// the store: a snapshot taken after reading it holds every revocation up to it.
+	applied uint64
+
 	wakeCh chan struct{}
 
 	mu       sync.Mutex
@@ -38,9 +42,18 @@ type js struct {
 
 	isSynced int32 // atomic: 1 once the consumer has caught up, 0 while stalled
 
+	// Snapshots (snapshot.go), under mu.
+	created      time.Time // the stream's creation time, from the last stream check
+	snapTried    bool      // the first set-up looked for a snapshot
+	startSeq     uint64    // sequence the loaded snapshot covers (0: none)
+	knownSnapSeq uint64    // sequence of the newest snapshot known to exist
+	prevSnapID   string    // id of that snapshot (purged when this gateway replaces it)
+	snap         snapshotStatus
+
 	// Replay batching; only touched by the consumer's delivery goroutine.
-	keys [][32]byte
-	exps []int64
+	keys     [][32]byte
+	exps     []int64
+	batchSeq uint64 // stream sequence of the last message taken into the batch
 }
 
 func (j *js) wake() {
@@ -65,16 +78,31 @@ func (j *js) run(l *natsLink) {
 }
 
 func (j *js) setUp(l *natsLink) bool {
-	if err := j.ensureStream(l); err != nil {
+	info, err := j.ensureStream(l)
+	if err != nil {
 		j.fail(l, err.Error())
 		return false
 	}
 	j.mu.Lock()
 	j.started = time.Now()
+	tried := j.snapTried
+	j.snapTried = true
+	j.mu.Unlock()
+	if l.n.snapshotEvery > 0 && !tried {
+		// A fresh gateway: load the newest snapshot, then replay only what follows it.
+		j.ensureSnapshotStream(l)
+		seq := j.loadSnapshot(l, info)
+		j.mu.Lock()
+		j.startSeq = seq
+		j.mu.Unlock()
+	}
+	j.mu.Lock()
+	startSeq := j.startSeq + 1
 	j.mu.Unlock()
 	c, err := l.conn.SubscribeOrdered(natsclient.OrderedOptions{
 		Stream:        l.n.stream,
 		FilterSubject: l.n.subject + ".>",
+		StartSeq:      startSeq,
 		// A consumer whose server node died is only noticed after two missed
 		// heartbeats; keep that window short, since the gateway believes it is synced.
 		IdleHeartbeat: consumerHeartbeat,
@@ -108,7 +136,7 @@ func (j *js) fail(l *natsLink, msg string) {
 
 // ensureStream creates the stream, or checks that an existing one cannot lose live
 // revocations.
-func (j *js) ensureStream(l *natsLink) error {
+func (j *js) ensureStream(l *natsLink) (*natsclient.StreamInfo, error) {
 	n := l.n
 	info, err := l.conn.StreamInfo(n.stream, publishTimeout)
 	if errors.Is(err, natsclient.ErrStreamNotFound) {
@@ -119,19 +147,20 @@ func (j *js) ensureStream(l *natsLink) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("nats.stream: stream %s: %v", n.stream, err)
+		return nil, fmt.Errorf("nats.stream: stream %s: %v", n.stream, err)
 	}
 	if problem := streamProblem(info.Config, n); problem != "" {
 		j.mu.Lock()
 		j.ready = false
 		j.mu.Unlock()
-		return fmt.Errorf("nats.stream: existing stream %s is not usable: %s; fix the stream or set another nats.stream", n.stream, problem)
+		return nil, fmt.Errorf("nats.stream: existing stream %s is not usable: %s; fix the stream or set another nats.stream", n.stream, problem)
 	}
 	j.mu.Lock()
 	j.ready = true
 	j.problem = ""
+	j.created = info.Created
 	j.mu.Unlock()
-	return nil
+	return info, nil
 }
 
 func wantedStream(n *natsSettings) natsclient.StreamConfig {
@@ -217,6 +246,7 @@ func (l *natsLink) onStreamMsg(m *natsclient.JSMsg) {
 		atomic.AddInt64(&l.received, 1)
 		j.keys = append(j.keys, sum)
 		j.exps = append(j.exps, exp)
+		j.batchSeq = m.StreamSeq
 	}
 	// Batch only while a large backlog remains: near the end of a replay (and for live
 	// messages) every revocation is applied at once, even if the stream's last messages
@@ -231,6 +261,7 @@ func (j *js) flush(l *natsLink) {
 		return
 	}
 	n := l.d.store.addBatch(j.keys, j.exps, time.Now().Unix())
+	atomic.StoreUint64(&j.applied, j.batchSeq)
 	j.keys = j.keys[:0]
 	j.exps = j.exps[:0]
 	j.mu.Lock()

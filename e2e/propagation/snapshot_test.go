@@ -1,0 +1,228 @@
+package propagation
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
+)
+
+// snapshotPart is the snapshot section of a gateway's status document.
+type snapshotPart struct {
+	NATS struct {
+		Received int64 `json:"received"`
+		Snapshot *struct {
+			LoadedSequence  uint64 `json:"loadedSequence"`
+			LoadedEntries   int    `json:"loadedEntries"`
+			WrittenSequence uint64 `json:"writtenSequence"`
+			WrittenEntries  int    `json:"writtenEntries"`
+			LastError       string `json:"lastError"`
+		} `json:"snapshot"`
+	} `json:"nats"`
+	Entries int  `json:"entries"`
+	Synced  bool `json:"synced"`
+}
+
+func snapshotStatus(t *testing.T, g *gateway) snapshotPart {
+	t.Helper()
+	var s snapshotPart
+	if err := json.Unmarshal([]byte(g.status()), &s); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if s.NATS.Snapshot == nil {
+		t.Fatalf("status has no snapshot part: %s", g.status())
+	}
+	return s
+}
+
+// waitSnapshotStatus polls g's status until ok accepts it.
+func waitSnapshotStatus(t *testing.T, g *gateway, timeout time.Duration, what string, ok func(snapshotPart) bool) snapshotPart {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s := snapshotStatus(t, g)
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached after %v; status %s\nlog:\n%s", what, timeout, g.status(), g.logged())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A synced gateway writes a snapshot; a gateway started later loads it, replays only
+// the revocations stored after it, and rejects every revoked token.
+func TestSnapshotWrittenAndLoaded(t *testing.T) {
+	const filled, tail = 3000, 40
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, filled)
+	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 1000}
+
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
+	sa := waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
+		return s.Synced && s.NATS.Snapshot.WrittenSequence >= filled
+	})
+	if sa.NATS.Snapshot.WrittenEntries != filled {
+		t.Fatalf("A wrote a snapshot of %d entries, want %d", sa.NATS.Snapshot.WrittenEntries, filled)
+	}
+	// Revocations after the snapshot: B must get these from the stream.
+	for i := 0; i < tail; i++ {
+		if code := a.revoke("tail-token-" + strconv.Itoa(i)); code != 200 {
+			t.Fatalf("revoke on A: %d", code)
+		}
+	}
+
+	b := newGateway(t, natsConfig([]string{srv.URL}, "gw-b", extra))
+	sb := waitSnapshotStatus(t, b, 60*time.Second, "B synced", func(s snapshotPart) bool {
+		return s.Synced && s.Entries == filled+tail
+	})
+	snap := sb.NATS.Snapshot
+	if snap.LoadedSequence != sa.NATS.Snapshot.WrittenSequence || snap.LoadedEntries != filled {
+		t.Fatalf("B loaded sequence %d with %d entries, want A's snapshot at %d with %d; log:\n%s",
+			snap.LoadedSequence, snap.LoadedEntries, sa.NATS.Snapshot.WrittenSequence, filled, b.logged())
+	}
+	// Only the tail came through the consumer.
+	if sb.NATS.Received != tail {
+		t.Fatalf("B received %d revocations from the stream, want only the %d after the snapshot", sb.NATS.Received, tail)
+	}
+	accepted := 0
+	for i := 0; i < filled; i++ {
+		if b.call("sync-token-"+strconv.Itoa(i)) != 401 {
+			accepted++
+		}
+	}
+	for i := 0; i < tail; i++ {
+		if b.call("tail-token-"+strconv.Itoa(i)) != 401 {
+			accepted++
+		}
+	}
+	if accepted != 0 {
+		t.Fatalf("B accepted %d revoked tokens", accepted)
+	}
+	if b.call("never-revoked") != 200 {
+		t.Fatal("B rejects a token nobody revoked")
+	}
+	if strings.Contains(b.logged(), "sync-token-") || strings.Contains(a.logged(), "tail-token-") {
+		t.Fatal("a raw token appears in a log")
+	}
+}
+
+// A snapshot that lost a chunk is not used: the gateway replays the whole stream and
+// still rejects everything.
+func TestSnapshotWithMissingChunkFallsBackToReplay(t *testing.T) {
+	const filled = 2000
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, filled)
+	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 500}
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
+	waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
+		return s.NATS.Snapshot.WrittenSequence >= filled
+	})
+
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
+	if err != nil {
+		t.Fatalf("no manifest: %v", err)
+	}
+	var man struct {
+		Chunks []uint64 `json:"chunks"`
+	}
+	if err := json.Unmarshal(m.Data, &man); err != nil || len(man.Chunks) == 0 {
+		t.Fatalf("manifest %s: %v", m.Data, err)
+	}
+	if err := js.DeleteMsg("REVOCATIONS_SNAPSHOTS", man.Chunks[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	c := newGateway(t, natsConfig([]string{srv.URL}, "gw-c", extra))
+	sc := waitSnapshotStatus(t, c, 60*time.Second, "C synced", func(s snapshotPart) bool {
+		return s.Synced && s.Entries == filled
+	})
+	if sc.NATS.Snapshot.LoadedSequence != 0 || !strings.Contains(sc.NATS.Snapshot.LastError, "chunk 0") {
+		t.Fatalf("C used a broken snapshot: %+v", *sc.NATS.Snapshot)
+	}
+	if sc.NATS.Received != filled {
+		t.Fatalf("C replayed %d revocations, want all %d", sc.NATS.Received, filled)
+	}
+	for i := 0; i < filled; i++ {
+		if code := c.call("sync-token-" + strconv.Itoa(i)); code != 401 {
+			t.Fatalf("C accepts revoked sync-token-%d (%d)", i, code)
+		}
+	}
+}
+
+// A snapshot written for an earlier incarnation of the stream (deleted and created
+// again) is ignored.
+func TestSnapshotOfRecreatedStreamIgnored(t *testing.T) {
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, 600)
+	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 200}
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
+	waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
+		return s.NATS.Snapshot.WrittenSequence >= 600
+	})
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream("REVOCATIONS"); err != nil {
+		t.Fatal(err)
+	}
+	// A new stream with other revocations; the old snapshot's tokens are not in it.
+	fillStreamFrom(t, srv.URL, 10000, 700)
+
+	b := newGateway(t, natsConfig([]string{srv.URL}, "gw-b", extra))
+	sb := waitSnapshotStatus(t, b, 60*time.Second, "B synced", func(s snapshotPart) bool {
+		return s.Synced && s.Entries == 700
+	})
+	if sb.NATS.Snapshot.LoadedSequence != 0 || !strings.Contains(sb.NATS.Snapshot.LastError, "recreated") {
+		t.Fatalf("B used the snapshot of the deleted stream: %+v", *sb.NATS.Snapshot)
+	}
+	if b.call("sync-token-1") != 200 || b.call("sync-token-10001") != 401 {
+		t.Fatal("B enforces the old stream's revocations or misses the new stream's")
+	}
+}
+
+// Without snapshots (snapshotEvery -1) nothing is written or read.
+func TestSnapshotsOff(t *testing.T) {
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, 300)
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": -1}))
+	if _, err := a.WaitSynced(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second) // more than two snapshot polls
+	if strings.Contains(a.status(), `"snapshot"`) {
+		t.Fatalf("status shows snapshots while they are off: %s", a.status())
+	}
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.StreamInfo("REVOCATIONS_SNAPSHOTS"); err == nil {
+		t.Fatal("a snapshot stream was created with snapshots off")
+	}
+}
