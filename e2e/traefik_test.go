@@ -773,3 +773,94 @@ func TestJetStreamReplay(t *testing.T) {
 		checkNoCrash(t, gw)
 	}
 }
+
+// statusDoc fetches the plugin's status document through gw (statusPath must be set).
+func statusDoc(t *testing.T, gw *harness.Traefik, path string) map[string]any {
+	t.Helper()
+	req := newRequest(t, http.MethodGet, gw.WebURL+path, nil)
+	req.SetBasicAuth(clientID, clientSecret)
+	r := do(t, req)
+	if r.status != http.StatusOK {
+		t.Fatalf("status of %s: %s", gw.Name, r)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatalf("status of %s is not JSON: %v", gw.Name, err)
+	}
+	return doc
+}
+
+// snapshotField reads nats.snapshot.<name> of a status document as a number (0 if absent).
+func snapshotField(doc map[string]any, name string) float64 {
+	n, _ := doc["nats"].(map[string]any)
+	s, _ := n["snapshot"].(map[string]any)
+	v, _ := s[name].(float64)
+	return v
+}
+
+// TestJetStreamSnapshotJoin checks snapshots through real Traefik: gateway A writes a
+// snapshot of the revocations it holds, and gateway B, started afterwards, loads it,
+// replays only the revocations made after it, and rejects them all.
+func TestJetStreamSnapshotJoin(t *testing.T) {
+	const stream, status = "REVOCATIONS", "/api/id/v1/auth/token/revoke/status"
+	n := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	backend := harness.StartBackend(t)
+	withStream := func(name string) map[string]any {
+		c := pluginConfig(n.URL, name)
+		c["statusPath"] = status
+		c["nats"].(map[string]any)["stream"] = stream
+		c["nats"].(map[string]any)["snapshotEvery"] = 100
+		return c
+	}
+	a := startGateway(t, "a", backend, withStream("gw-a"))
+	var tokens []string
+	for i := 0; i < 120; i++ {
+		tok := newToken(t)
+		if r := revoke(t, a, tok, basicAuth); r.status != http.StatusOK {
+			t.Fatalf("revoke %d through A: %s", i, r)
+		}
+		tokens = append(tokens, tok)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var written float64
+	for written < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("A wrote no snapshot: %v\n%s", statusDoc(t, a, status), a.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+		written = snapshotField(statusDoc(t, a, status), "writtenSequence")
+	}
+	for i := 0; i < 5; i++ { // after the snapshot: B replays these from the stream
+		tok := newToken(t)
+		if r := revoke(t, a, tok, basicAuth); r.status != http.StatusOK {
+			t.Fatalf("revoke through A: %s", r)
+		}
+		tokens = append(tokens, tok)
+	}
+
+	b := startGateway(t, "b", backend, withStream("gw-b"))
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		doc := statusDoc(t, b, status)
+		if doc["synced"] == true && doc["entries"] == float64(len(tokens)) {
+			if got := snapshotField(doc, "loadedSequence"); got != written {
+				t.Fatalf("B loaded the snapshot at sequence %v, A wrote it at %v; status %v", got, written, doc)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B not synced: %v\n%s", doc, b.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i, tok := range tokens {
+		if r := bearerGet(t, b, tok); r.status != http.StatusUnauthorized {
+			t.Fatalf("B accepts revoked token %d: %s", i, r)
+		}
+	}
+	checkPassesIntact(t, b, backend, newToken(t))
+	for _, gw := range []*harness.Traefik{a, b} {
+		checkNoCrash(t, gw)
+		checkNoPluginErrors(t, gw)
+	}
+}
