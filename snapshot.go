@@ -33,7 +33,7 @@ import (
 //   - Only a synced gateway whose store never evicted a live entry writes one, so a
 //     snapshot holds every live revocation up to its sequence. It writes when the stream
 //     has grown by snapshotEvery messages since the newest snapshot, then purges the
-//     snapshot it replaces. Chunks and manifest carry a TTL (defaultTTL): a snapshot that
+//     chunks of all older snapshots. Chunks and manifest carry a TTL (defaultTTL): a snapshot that
 //     is never replaced simply expires, and the next new gateway replays in full.
 //   - The stream stays the source of truth: any problem with a snapshot (missing chunk,
 //     bad data, other stream) makes the loader replay the whole stream instead.
@@ -186,7 +186,6 @@ func (j *js) loadSnapshot(l *natsLink, info *natsclient.StreamInfo) uint64 {
 	j.snap.LoadedEntries = entries
 	j.snap.LastError = ""
 	j.knownSnapSeq = man.Seq
-	j.prevSnapID = man.ID
 	j.mu.Unlock()
 	l.log.infof("nats: loaded snapshot %s of stream %s (sequence %d, %d revocations held) in %s; replaying from sequence %d",
 		man.ID, n.stream, man.Seq, entries, time.Since(start).Round(time.Millisecond), man.Seq+1)
@@ -341,7 +340,6 @@ func (j *js) snapshotDue(l *natsLink) bool {
 	if man.Seq > j.knownSnapSeq {
 		j.knownSnapSeq = man.Seq
 	}
-	j.prevSnapID = man.ID
 	j.mu.Unlock()
 	return applied >= man.Seq+l.n.snapshotEvery
 }
@@ -355,7 +353,6 @@ func (j *js) writeSnapshot(l *natsLink) {
 	seq := atomic.LoadUint64(&j.applied)
 	j.mu.Lock()
 	created := j.created
-	prevID := j.prevSnapID
 	j.mu.Unlock()
 	id := randomSnapshotID()
 	chunkTTL := natsclient.FormatTTL(n.defaultTTL + time.Minute)
@@ -392,17 +389,20 @@ func (j *js) writeSnapshot(l *natsLink) {
 	entries, _, _ := l.d.store.stats()
 	j.mu.Lock()
 	j.knownSnapSeq = seq
-	j.prevSnapID = id
 	j.snap.WrittenSeq = seq
 	j.snap.WrittenEntries = entries
 	j.snap.LastError = ""
 	j.mu.Unlock()
 	l.log.infof("nats: wrote snapshot %s of stream %s (sequence %d, %d revocations, %d chunks) in %s",
 		id, n.stream, seq, entries, len(chunks), time.Since(start).Round(time.Millisecond))
-	if prevID != "" && prevID != id {
-		if _, err := l.conn.PurgeStream(n.snapshotStream(), n.snapshotPrefix()+"."+prevID+".>", publishTimeout); err != nil {
-			l.log.infof("nats: could not purge the replaced snapshot %s (%v); it expires by itself", prevID, err)
-		}
+	// Remove the chunks of every older snapshot (the one replaced, and any left by a
+	// gateway that wrote at the same time and lost): all chunk messages stored before
+	// this snapshot's first chunk. (A purge below sequence 1 would mean no limit at all.)
+	if chunks[0] <= 1 {
+		return
+	}
+	if _, err := l.conn.PurgeStream(n.snapshotStream(), natsclient.PurgeRequest{Filter: n.snapshotPrefix() + ".*.*", Seq: chunks[0]}, publishTimeout); err != nil {
+		l.log.infof("nats: could not purge replaced snapshots (%v); they expire by themselves", err)
 	}
 }
 

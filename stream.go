@@ -47,7 +47,6 @@ type js struct {
 	snapTried    bool      // the first set-up looked for a snapshot
 	startSeq     uint64    // sequence the loaded snapshot covers (0: none)
 	knownSnapSeq uint64    // sequence of the newest snapshot known to exist
-	prevSnapID   string    // id of that snapshot (purged when this gateway replaces it)
 	snap         snapshotStatus
 
 	// Replay batching; only touched by the consumer's delivery goroutine.

@@ -381,8 +381,14 @@ func (c *Conn) GetMsg(stream string, req GetMsgRequest, timeout time.Duration) (
 	return m, nil
 }
 
-type purgeRequest struct {
+// PurgeRequest selects what PurgeStream removes: the messages whose subject matches Filter
+// (all when empty) and, when Seq is above 1, only those with a sequence below Seq (the
+// server reads Seq 0 and 1 alike as "no limit"); Keep, when set, keeps that many of the
+// newest matching messages.
+type PurgeRequest struct {
 	Filter string `json:"filter,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"`
+	Keep   uint64 `json:"keep,omitempty"`
 }
 
 type purgeReply struct {
@@ -390,19 +396,19 @@ type purgeReply struct {
 	Purged  uint64 `json:"purged"`
 }
 
-// PurgeStream deletes the messages of a stream whose subject matches filter (every message
-// when filter is empty) and returns how many were removed.
-func (c *Conn) PurgeStream(stream, filter string, timeout time.Duration) (uint64, error) {
+// PurgeStream deletes the messages of a stream that req selects and returns how many
+// were removed.
+func (c *Conn) PurgeStream(stream string, req PurgeRequest, timeout time.Duration) (uint64, error) {
 	if err := checkStreamName(stream); err != nil {
 		return 0, err
 	}
-	if filter != "" {
-		if err := checkSubject(filter); err != nil {
+	if req.Filter != "" {
+		if err := checkSubject(req.Filter); err != nil {
 			return 0, err
 		}
 	}
 	var reply purgeReply
-	if err := c.jsRequest(jsAPIPrefix+"STREAM.PURGE."+stream, purgeRequest{Filter: filter}, &reply, timeout); err != nil {
+	if err := c.jsRequest(jsAPIPrefix+"STREAM.PURGE."+stream, req, &reply, timeout); err != nil {
 		return 0, err
 	}
 	if !reply.Success {

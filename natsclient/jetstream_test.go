@@ -539,9 +539,17 @@ func TestGetMsgAndPurge(t *testing.T) {
 		t.Fatalf("GetMsg on a missing stream = %v", err)
 	}
 
-	n, err := c.PurgeStream("GET", "get.a.>", jsTimeout)
-	if err != nil || n != 3 {
-		t.Fatalf("PurgeStream get.a.> = %d, %v; want 3 (get.a.1 twice, get.a.2)", n, err)
+	// Below a sequence only: the first get.a.1 goes, get.a.2 and the newer get.a.1 stay.
+	n, err := c.PurgeStream("GET", PurgeRequest{Filter: "get.a.>", Seq: acks[1]}, jsTimeout)
+	if err != nil || n != 1 {
+		t.Fatalf("PurgeStream get.a.> below seq %d = %d, %v; want 1", acks[1], n, err)
+	}
+	if _, err := c.GetMsg("GET", GetMsgRequest{Seq: acks[0]}, jsTimeout); err != ErrMsgNotFound {
+		t.Fatalf("message below the purge sequence still readable: %v", err)
+	}
+	n, err = c.PurgeStream("GET", PurgeRequest{Filter: "get.a.>"}, jsTimeout)
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeStream get.a.> = %d, %v; want 2 (get.a.2 and the newer get.a.1)", n, err)
 	}
 	if _, err := c.GetMsg("GET", GetMsgRequest{Seq: acks[1]}, jsTimeout); err != ErrMsgNotFound {
 		t.Fatalf("purged message still readable: %v", err)
@@ -549,7 +557,7 @@ func TestGetMsgAndPurge(t *testing.T) {
 	if m, err := c.GetMsg("GET", GetMsgRequest{LastBySubject: "get.b.1"}, jsTimeout); err != nil || string(m.Data) != "m2" {
 		t.Fatalf("message outside the filter after purge: %v", err)
 	}
-	if _, err := c.PurgeStream("GET", "bad subject", jsTimeout); err == nil {
+	if _, err := c.PurgeStream("GET", PurgeRequest{Filter: "bad subject"}, jsTimeout); err == nil {
 		t.Fatal("PurgeStream accepted an invalid filter")
 	}
 }

@@ -226,3 +226,52 @@ func TestSnapshotsOff(t *testing.T) {
 		t.Fatal("a snapshot stream was created with snapshots off")
 	}
 }
+
+// A newer snapshot replaces the older one: its chunks are purged, so the snapshot
+// stream holds one snapshot (its chunks and the manifest).
+func TestSnapshotReplacedAndPurged(t *testing.T) {
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, 1000)
+	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 500}
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
+	first := waitSnapshotStatus(t, a, 60*time.Second, "first snapshot", func(s snapshotPart) bool {
+		return s.NATS.Snapshot.WrittenSequence >= 1000
+	})
+	fillStreamFrom(t, srv.URL, 1000, 600)
+	second := waitSnapshotStatus(t, a, 60*time.Second, "second snapshot", func(s snapshotPart) bool {
+		return s.NATS.Snapshot.WrittenSequence >= 1600
+	})
+	if second.NATS.Snapshot.WrittenEntries != 1600 || first.NATS.Snapshot.WrittenSequence >= second.NATS.Snapshot.WrittenSequence {
+		t.Fatalf("snapshots: first %+v, second %+v", *first.NATS.Snapshot, *second.NATS.Snapshot)
+	}
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man struct {
+		Seq    uint64   `json:"seq"`
+		Chunks []uint64 `json:"chunks"`
+	}
+	if err := json.Unmarshal(m.Data, &man); err != nil {
+		t.Fatal(err)
+	}
+	if man.Seq != second.NATS.Snapshot.WrittenSequence {
+		t.Fatalf("manifest at sequence %d, the second snapshot is at %d", man.Seq, second.NATS.Snapshot.WrittenSequence)
+	}
+	info, err := js.StreamInfo("REVOCATIONS_SNAPSHOTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(len(man.Chunks))+1 {
+		t.Fatalf("snapshot stream holds %d messages, want %d chunks + 1 manifest (the older snapshot was not purged)", info.State.Msgs, len(man.Chunks))
+	}
+}
