@@ -3,7 +3,7 @@
 # non-revoked and a revoked bearer token, natively and under yaegi v0.16.1 (loaded as
 # Traefik loads it), memory per revoked entry at 1M entries, the cross-gateway
 # propagation latency and the JetStream replay (sync) time.
-# Writes bench-results/plugin-<date>.txt. Takes about 5 minutes on two cores.
+# Writes bench-results/plugin-<date>.txt. Takes about 10 minutes on two cores.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,7 +30,11 @@ out="bench-results/plugin-$(date -u +%Y%m%d-%H%M).txt"
   echo "## yaegi: propagation A(200) -> B(401), two interpreters on one nats-server, 1,000 revocations"
   (cd e2e && go test -count=1 -run 'TestPropagationLatency' -v ./propagation | grep -E 'propagation A|ok|FAIL')
   echo
-  echo "## yaegi: fresh gateway replaying a JetStream stream (100k revocations)"
-  (cd e2e && SYNC_N=100000 go test -run '^$' -bench 'YaegiSync' -benchtime 1x -timeout 30m ./propagation)
+  echo "## yaegi: fresh gateway replaying a JetStream stream in full (100k revocations, no snapshot)"
+  (cd e2e && SYNC_N=100000 go test -run '^$' -bench 'YaegiSync$' -benchtime 1x -timeout 30m ./propagation)
+  echo
+  echo "## yaegi: fresh gateway joining a synced one: snapshot + tail (100k and 1M revocations)"
+  (cd e2e && SYNC_N=100000 go test -run '^$' -bench 'YaegiSyncFromSnapshot' -benchtime 1x -timeout 30m ./propagation)
+  (cd e2e && SYNC_N=1000000 go test -run '^$' -bench 'YaegiSyncFromSnapshot' -benchtime 1x -timeout 30m ./propagation)
 } 2>&1 | grep -v ' WARN tokenrevoke' | tee "$out"
 echo "results: $out"
