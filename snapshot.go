@@ -354,6 +354,7 @@ func (j *js) writeSnapshot(l *natsLink) {
 	j.mu.Lock()
 	created := j.created
 	j.mu.Unlock()
+	_, evictionsBefore, _ := l.d.store.stats()
 	id := randomSnapshotID()
 	chunkTTL := natsclient.FormatTTL(n.defaultTTL + time.Minute)
 	var chunks []uint64
@@ -374,6 +375,12 @@ func (j *js) writeSnapshot(l *natsLink) {
 		slots += len(keys)
 	}
 	if len(chunks) == 0 {
+		return
+	}
+	if _, evictions, _ := l.d.store.stats(); evictions != evictionsBefore {
+		// A live entry was dropped while the store was being copied: the chunks may
+		// miss it, so they get no manifest (they expire by themselves).
+		j.snapFail(l, "nats: snapshot abandoned: the store evicted live entries while it was written (raise cacheSize)")
 		return
 	}
 	body, _ := json.Marshal(snapshotManifest{
