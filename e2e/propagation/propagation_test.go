@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
 	"sort"
 	"strings"
@@ -251,30 +252,127 @@ func TestManyNewCallsShareOneConnection(t *testing.T) {
 }
 
 // TestPropagationLatency measures, over 1,000 revocations, the time from the 200 on A
-// to the first 401 on B (B is polled in a tight loop). The numbers are logged; the
-// benchmark target (p99 <= 5 ms) is reported in BENCHMARKS.md, not asserted here.
+// to the first 401 on B, and logs p50/p90/p99/max, the misses and the resolution of the
+// polling. The target (p99 <= 5 ms) belongs to the benchmark (e2e/cmd/bench, reported in
+// BENCHMARKS.md); this test fails only when revocations do not reach B at all.
+//
+// B is polled with a short sleep between two calls, not back to back. b.call runs the
+// interpreted middleware in this goroutine (about 60 µs) and never blocks, so a
+// back-to-back loop never hands its P back to the scheduler, and on this 2-core machine
+// (GOMAXPROCS=2) the goroutine that must apply the revocation waits behind it. In a
+// runtime/trace of such a run (2026-12-01) the PONG for A's publish and the MSG for B
+// arrived together; A's NATS reader woke this goroutine, which then ran on the P where
+// B's NATS reader sat queued; the other P was held by a GC fractional mark worker, which
+// the scheduler runs before queued goroutines. B's reader was runnable 0.11 ms before
+// A's 200 and ran 28.2 ms after it, once sysmon had preempted the poller (14 ms) and a
+// mark worker had had that P too. When the other P was idle instead, the thread woken for
+// it still had to wait 1-4 ms for a core: the spinning poller kept one busy, other
+// processes the other. Back to back gave p99 16-30 ms and max 28-250 ms; sleeping 20 µs
+// between polls gave p99 0.5-3 ms at load average 1.6-2 (up to 6 ms at load 6), runs
+// alternated on the same machine. Traefik serves each request in a goroutine that
+// blocks on the network, so nothing there spins like that poller.
+//
+// The sleep changes what the poller does to the scheduler, not what is measured: every
+// sample is kept, and each ends when the first poll answering 401 returns. A time.Sleep
+// of 20 µs can last about 1 ms when the whole process is idle (the runtime's netpoller
+// waits with millisecond resolution), but B's reader waking up wakes the scheduler, which
+// then runs the expired sleep at once. The logged detection interval (from the start of
+// the last poll answered 200 to the start of the poll answered 401) bounds how much a
+// sample can overstate the delay, and shows that resolution on every run.
 func TestPropagationLatency(t *testing.T) {
 	srv := harness.StartNATS(t, harness.NATSOptions{})
 	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", nil))
 	b := newGateway(t, natsConfig([]string{srv.URL}, "gw-b", nil))
 	a.waitConnected(5 * time.Second)
 	b.waitConnected(5 * time.Second)
-	const n = 1000
-	lat := make([]time.Duration, 0, n)
+	const (
+		n         = 1000
+		pollGap   = 20 * time.Microsecond
+		limit     = 2 * time.Second // per revocation
+		maxMissed = 5               // then stop: B does not get revocations at all
+	)
+	loadBefore := loadAverage()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	gcBefore := ms.NumGC
+	lat := make([]time.Duration, 0, n)    // A's 200 -> B's first 401
+	acks := make([]time.Duration, 0, n)   // A's revoke round trip
+	detect := make([]time.Duration, 0, n) // last poll answered 200 -> poll answered 401 (starts)
+	polls := make([]int, 0, n)
+	missed, firstPoll := 0, 0
 	for i := 0; i < n; i++ {
 		tok := fmt.Sprintf("latency-token-%d", i)
+		sent := time.Now()
 		if code := a.revoke(tok); code != 200 {
 			t.Fatalf("revoke %d: %d", i, code)
 		}
-		t0 := time.Now()
-		for b.call(tok) != 401 {
-			if time.Since(t0) > 2*time.Second {
-				t.Fatalf("revocation %d never reached B", i)
+		acked := time.Now()
+		acks = append(acks, acked.Sub(sent))
+		var prev time.Time
+		seen := false
+		for p := 1; ; p++ {
+			start := time.Now()
+			code := b.call(tok)
+			if code == http.StatusUnauthorized {
+				lat = append(lat, time.Since(acked))
+				polls = append(polls, p)
+				if p == 1 {
+					firstPoll++
+				} else {
+					detect = append(detect, start.Sub(prev))
+				}
+				seen = true
+				break
+			}
+			if code != http.StatusOK {
+				t.Fatalf("revocation %d: B answered %d", i, code)
+			}
+			if time.Since(acked) > limit {
+				break
+			}
+			prev = start
+			time.Sleep(pollGap)
+		}
+		if !seen {
+			if missed++; missed >= maxMissed {
+				t.Fatalf("%d of %d revocations did not reach B within %v\nB status: %s", missed, i+1, limit, b.status())
 			}
 		}
-		lat = append(lat, time.Since(t0))
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	t.Logf("propagation A(200) -> B(401) over %d revocations: p50 %v  p99 %v  max %v",
-		n, lat[n/2], lat[n*99/100], lat[n-1])
+	runtime.ReadMemStats(&ms)
+	t.Logf("propagation A(200) -> B(401) over %d revocations (core NATS, one nats-server, two interpreters), %d missed: p50 %v  p90 %v  p99 %v  max %v",
+		n, missed, pct(lat, 50), pct(lat, 90), pct(lat, 99), pct(lat, 100))
+	t.Logf("propagation A->B polling: %v sleep between polls; polls per sample p50 %d, max %d; %d samples answered 401 at the first poll; detection interval of the others p50 %v  p99 %v  max %v",
+		pollGap, pct(polls, 50), pct(polls, 100), firstPoll, pct(detect, 50), pct(detect, 99), pct(detect, 100))
+	t.Logf("propagation A->B context: A's revoke round trip p50 %v  p99 %v; %d GC cycles during the run; load average %s before, %s after",
+		pct(acks, 50), pct(acks, 99), ms.NumGC-gcBefore, loadBefore, loadAverage())
+	if missed > 0 {
+		t.Errorf("%d of %d revocations did not reach B within %v", missed, n, limit)
+	}
+}
+
+// pct is the q-th percentile (nearest rank) of d, which it sorts; 0 when d is empty.
+func pct[T time.Duration | int](d []T, q int) T {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	k := (len(d)*q + 99) / 100
+	if k < 1 {
+		k = 1
+	}
+	return d[k-1]
+}
+
+// loadAverage is the 1, 5 and 15 minute load average of the machine, from /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], "/")
 }

@@ -25,17 +25,27 @@ type propResult struct {
 	// Revoke round trip on A (its 200 arrives once NATS acknowledged the publish).
 	AckP50Us float64 `json:"ackP50Us"`
 	AckP99Us float64 `json:"ackP99Us"`
-	// B's first 401 minus A's 200 (negative: B rejected before A's answer arrived).
+	// B's first 401 minus A's 200 (negative: B rejected before A's answer arrived): the
+	// quantity of the target (issue #3).
 	AfterAckP50Us float64 `json:"afterAckP50Us"`
+	AfterAckP90Us float64 `json:"afterAckP90Us"`
 	AfterAckP99Us float64 `json:"afterAckP99Us"`
+	AfterAckMaxUs float64 `json:"afterAckMaxUs"`
 	// Polls of B per sample (median), and the pause between two polls.
 	PollsP50  float64 `json:"pollsP50"`
 	PollGapUs int64   `json:"pollGapUs"`
+	// Resolution: for each sample, the time from the start of the last poll B answered
+	// 200 to the start of the poll it answered 401 (a sample overstates B's delay by
+	// less than that).
+	DetectP50Us float64 `json:"detectP50Us"`
+	DetectP99Us float64 `json:"detectP99Us"`
+	DetectMaxUs float64 `json:"detectMaxUs"`
 	// CPU used by other processes meanwhile, in cores.
 	OtherCores float64 `json:"otherCores"`
 	// Raw samples, microseconds from the revoke request to B's first 401 (-1: missed).
 	RawUs    []int64 `json:"rawUs"`
 	RawAckUs []int64 `json:"rawAckUs"`
+	RawPolls []int   `json:"rawPolls"`
 }
 
 const propLimit = 2 * time.Second // per sample
@@ -56,14 +66,14 @@ type ack struct {
 // measurePropagation revokes n fresh tokens one after the other on a and polls b with
 // each (on a kept-alive connection, gap apart) until b rejects it. On a small machine
 // the gap matters: polling back to back keeps a core busy with b and the backend while
-// a handles the revocation.
+// a handles the revocation. The gap is waited with pause, not time.Sleep: see pause.
 func measurePropagation(ctx context.Context, a, b *harness.Traefik, n int, gap time.Duration) (propResult, error) {
 	res := propResult{Samples: n, PollGapUs: gap.Microseconds()}
 	revokeClient, pollClient := keepAliveClient(), keepAliveClient()
 	defer revokeClient.CloseIdleConnections()
 	defer pollClient.CloseIdleConnections()
 	run := time.Now().UnixNano()
-	var lat, acks, afterAck, polls []float64
+	var lat, acks, afterAck, polls, detect []float64
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -82,7 +92,9 @@ func measurePropagation(ctx context.Context, a, b *harness.Traefik, n int, gap t
 		}()
 		seen := time.Duration(-1)
 		p := 0
+		var prevPoll time.Time
 		for time.Since(start) < propLimit {
+			pollStart := time.Now()
 			code, err := getWith(pollClient, b.WebURL+resourcePath, tok)
 			p++
 			if err != nil {
@@ -90,13 +102,17 @@ func measurePropagation(ctx context.Context, a, b *harness.Traefik, n int, gap t
 			}
 			if code == http.StatusUnauthorized {
 				seen = time.Since(start)
+				if p > 1 {
+					detect = append(detect, float64(pollStart.Sub(prevPoll).Microseconds()))
+				}
 				break
 			}
 			if code != http.StatusOK {
 				return res, fmt.Errorf("poll gateway B: status %d", code)
 			}
+			prevPoll = pollStart
 			if gap > 0 {
-				time.Sleep(gap)
+				pause(gap)
 			}
 		}
 		var ak ack
@@ -111,6 +127,7 @@ func measurePropagation(ctx context.Context, a, b *harness.Traefik, n int, gap t
 		res.RawAckUs = append(res.RawAckUs, ak.took.Microseconds())
 		acks = append(acks, float64(ak.took.Microseconds()))
 		polls = append(polls, float64(p))
+		res.RawPolls = append(res.RawPolls, p)
 		if seen < 0 {
 			res.Missed++
 			res.RawUs = append(res.RawUs, -1)
@@ -131,8 +148,13 @@ func measurePropagation(ctx context.Context, a, b *harness.Traefik, n int, gap t
 	res.AckP50Us = percentile(acks, 50)
 	res.AckP99Us = percentile(acks, 99)
 	res.AfterAckP50Us = percentile(afterAck, 50)
+	res.AfterAckP90Us = percentile(afterAck, 90)
 	res.AfterAckP99Us = percentile(afterAck, 99)
+	res.AfterAckMaxUs = percentile(afterAck, 100)
 	res.PollsP50 = percentile(polls, 50)
+	res.DetectP50Us = percentile(detect, 50)
+	res.DetectP99Us = percentile(detect, 99)
+	res.DetectMaxUs = percentile(detect, 100)
 	return res, nil
 }
 

@@ -298,11 +298,15 @@ func (r *results) finish() {
 	}
 	p := r.Propagation
 	if p.Samples > 0 {
+		// Issue #3 defines the quantity as the time from A's 200 to B's first 401; the
+		// time from sending the revoke request (which adds A's round trip) is in the
+		// propagation table.
 		r.Targets = append(r.Targets, targetCheck{
-			What:   "propagation p99 (A's revoke endpoint → first 401 on B)",
+			What:   "propagation p99 (A's 200 → first 401 on B)",
 			Target: "≤ 5 ms",
-			Value:  fmt.Sprintf("%.2f ms (p50 %.2f, max %.2f, %d missed of %d)", p.P99Us/1000, p.P50Us/1000, p.MaxUs/1000, p.Missed, p.Samples),
-			Met:    p.Missed == 0 && p.P99Us <= 5000,
+			Value: fmt.Sprintf("%.2f ms (p50 %.2f, max %.2f, %d missed of %d; from sending the revoke request: p99 %.2f ms)",
+				p.AfterAckP99Us/1000, p.AfterAckP50Us/1000, p.AfterAckMaxUs/1000, p.Missed, p.Samples, p.P99Us/1000),
+			Met: p.Missed == 0 && p.AfterAckP99Us <= 5000,
 		})
 	}
 	if n := len(r.Sync); n > 0 && r.Sync[n-1].Entries > 0 {
@@ -575,12 +579,14 @@ func (r *results) markdown(dir string) string {
 
 	pr := r.Propagation
 	p("### Propagation\n\n")
-	p("Gateways `prop-a` and `prop-b` share an empty stream. For each of %d fresh tokens: POST the revocation to A's endpoint, and from the same instant poll B (`GET` with the token on a kept-alive connection, %d µs pause between polls) until it answers 401. Latency = revoke request sent → first 401 received from B; the median sample needed %.0f polls, so the resolution is one poll round trip plus the pause.\n\n", pr.Samples, pr.PollGapUs, pr.PollsP50)
-	p("| samples | missed | min | p50 | p90 | p99 | max | A's revoke round trip p50 / p99 | B's 401 after A's 200, p50 / p99 |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	p("| %d | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f / %.2f ms | %.2f / %.2f ms |\n\n",
-		pr.Samples, pr.Missed, pr.MinUs/1000, pr.P50Us/1000, pr.P90Us/1000, pr.P99Us/1000, pr.MaxUs/1000,
-		pr.AckP50Us/1000, pr.AckP99Us/1000, pr.AfterAckP50Us/1000, pr.AfterAckP99Us/1000)
-	p("A answers 200 only once the stream has acknowledged the publish; the last column shows when B's first 401 came relative to that answer (negative: before it). Other processes used %.2f cores meanwhile.\n\n", pr.OtherCores)
+	p("Gateways `prop-a` and `prop-b` share an empty stream. For each of %d fresh tokens: POST the revocation to A's endpoint, and from the same instant poll B (`GET` with the token on a kept-alive connection, %d µs pause between polls, waited with nanosleep: `time.Sleep` under 1 ms lasts about 1.1 ms in an otherwise idle process) until it answers 401. The median sample needed %.0f polls; the resolution is the interval from the start of the last poll answered 200 to the start of the poll answered 401: p50 %.2f ms, p99 %.2f ms, max %.2f ms.\n\n",
+		pr.Samples, pr.PollGapUs, pr.PollsP50, pr.DetectP50Us/1000, pr.DetectP99Us/1000, pr.DetectMaxUs/1000)
+	p("| from | samples | missed | min | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| A's 200 → B's first 401 (target) | %d | %d | – | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n",
+		pr.Samples, pr.Missed, pr.AfterAckP50Us/1000, pr.AfterAckP90Us/1000, pr.AfterAckP99Us/1000, pr.AfterAckMaxUs/1000)
+	p("| revoke request sent → B's first 401 | %d | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n\n",
+		pr.Samples, pr.Missed, pr.MinUs/1000, pr.P50Us/1000, pr.P90Us/1000, pr.P99Us/1000, pr.MaxUs/1000)
+	p("A answers 200 only once the stream has acknowledged the publish (A's revoke round trip p50 %.2f ms, p99 %.2f ms); B's first 401 can come before that answer (a negative first row). Other processes used %.2f cores meanwhile.\n\n", pr.AckP50Us/1000, pr.AckP99Us/1000, pr.OtherCores)
 
 	p("### Replay and memory of a fresh gateway\n\n")
 	p("Each `tr-N` gateway was started alone (the others idle) after its stream was filled, and timed from spawning the Traefik process until its status document (`statusPath`) showed all N entries and `synced` (polled every 20 ms). Memory 2 s later: VmRSS and VmHWM of the Traefik process from `/proc/<pid>/status`, and the live Go heap after a forced GC (`/debug/pprof/heap?gc=1`, then `/debug/vars`). Per entry = (value with N − value of `tr-0`) / N.\n\n")

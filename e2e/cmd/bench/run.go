@@ -457,8 +457,9 @@ func run(ctx context.Context, o *options) (err error) {
 		res.warn("other processes used %.2f cores during the propagation measurement", res.Propagation.OtherCores)
 	}
 	p := res.Propagation
-	logf("  p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms, missed %d; revoke round trip on A p50 %.2f ms",
-		p.P50Us/1000, p.P90Us/1000, p.P99Us/1000, p.MaxUs/1000, p.Missed, p.AckP50Us/1000)
+	logf("  A's 200 → B's 401: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms, missed %d; from sending the revoke: p50 %.2f ms, p99 %.2f ms; revoke round trip on A p50 %.2f ms; detection interval p50 %.2f ms, p99 %.2f ms",
+		p.AfterAckP50Us/1000, p.AfterAckP90Us/1000, p.AfterAckP99Us/1000, p.AfterAckMaxUs/1000, p.Missed,
+		p.P50Us/1000, p.P99Us/1000, p.AckP50Us/1000, p.DetectP50Us/1000, p.DetectP99Us/1000)
 	if p.Missed > 0 {
 		res.warn("propagation: %d of %d revocations not seen on B within %v", p.Missed, p.Samples, propLimit)
 	}
