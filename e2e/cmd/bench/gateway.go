@@ -51,7 +51,41 @@ type gatewayStatus struct {
 	NATS    *struct {
 		Connected bool   `json:"connected"`
 		LastError string `json:"lastError"`
+		Snapshot  *struct {
+			LoadedSequence  uint64 `json:"loadedSequence"`
+			WrittenSequence uint64 `json:"writtenSequence"`
+			LastError       string `json:"lastError"`
+		} `json:"snapshot"`
 	} `json:"nats"`
+}
+
+// snapshotSeqs returns the sequences of the snapshot a gateway loaded and of the last
+// one it wrote (0 when none).
+func (st gatewayStatus) snapshotSeqs() (loaded, written uint64) {
+	if st.NATS == nil || st.NATS.Snapshot == nil {
+		return 0, 0
+	}
+	return st.NATS.Snapshot.LoadedSequence, st.NATS.Snapshot.WrittenSequence
+}
+
+// waitSnapshotWritten polls the status document until the gateway has written a
+// snapshot covering at least seq.
+func waitSnapshotWritten(ctx context.Context, gw *harness.Traefik, seq uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := readStatus(gw)
+		if _, written := st.snapshotSeqs(); err == nil && written >= seq {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gateway %s wrote no snapshot up to sequence %d in %v: last status %+v, error %v", gw.Name, seq, timeout, st, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func readStatus(gw *harness.Traefik) (gatewayStatus, error) {

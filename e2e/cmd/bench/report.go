@@ -309,13 +309,38 @@ func (r *results) finish() {
 			Met: p.Missed == 0 && p.AfterAckP99Us <= 5000,
 		})
 	}
-	if n := len(r.Sync); n > 0 && r.Sync[n-1].Entries > 0 {
-		s := r.Sync[n-1]
+	// The largest size: a gateway joining a synced fleet (snapshot + tail) carries the
+	// target; the first gateway ever on the stream (full replay) is shown beside it.
+	var full, join *syncResult
+	for i := range r.Sync {
+		s := &r.Sync[i]
+		if s.Entries == 0 {
+			continue
+		}
+		if s.Join && (join == nil || s.Entries >= join.Entries) {
+			join = s
+		}
+		if !s.Join && (full == nil || s.Entries >= full.Entries) {
+			full = s
+		}
+	}
+	if join != nil {
+		other := ""
+		if full != nil && full.Entries == join.Entries {
+			other = fmt.Sprintf("; the first gateway on the stream, with no snapshot yet, replayed it in full in %.2f s", full.StartToSyncedSeconds)
+		}
 		r.Targets = append(r.Targets, targetCheck{
-			What:   fmt.Sprintf("fresh gateway syncs %s revocations (process spawn → synced)", sizeLabel(s.Entries)),
+			What:   fmt.Sprintf("fresh gateway joining a synced one syncs %s revocations (process spawn → synced)", sizeLabel(join.Entries)),
 			Target: "≤ 10 s",
-			Value:  fmt.Sprintf("%.2f s (%.2f s after Traefik was ready)", s.StartToSyncedSeconds, s.ReadyToSyncedSeconds),
-			Met:    s.StartToSyncedSeconds <= 10,
+			Value:  fmt.Sprintf("%.2f s (%.2f s after Traefik was ready; snapshot + tail%s)", join.StartToSyncedSeconds, join.ReadyToSyncedSeconds, other),
+			Met:    join.StartToSyncedSeconds <= 10 && join.SnapshotSeq > 0,
+		})
+	} else if full != nil {
+		r.Targets = append(r.Targets, targetCheck{
+			What:   fmt.Sprintf("fresh gateway syncs %s revocations (process spawn → synced, full replay)", sizeLabel(full.Entries)),
+			Target: "≤ 10 s",
+			Value:  fmt.Sprintf("%.2f s (%.2f s after Traefik was ready)", full.StartToSyncedSeconds, full.ReadyToSyncedSeconds),
+			Met:    full.StartToSyncedSeconds <= 10,
 		})
 	}
 }
@@ -589,9 +614,13 @@ func (r *results) markdown(dir string) string {
 	p("A answers 200 only once the stream has acknowledged the publish (A's revoke round trip p50 %.2f ms, p99 %.2f ms); B's first 401 can come before that answer (a negative first row). Other processes used %.2f cores meanwhile.\n\n", pr.AckP50Us/1000, pr.AckP99Us/1000, pr.OtherCores)
 
 	p("### Replay and memory of a fresh gateway\n\n")
-	p("Each `tr-N` gateway was started alone (the others idle) after its stream was filled, and timed from spawning the Traefik process until its status document (`statusPath`) showed all N entries and `synced` (polled every 20 ms). Memory 2 s later: VmRSS and VmHWM of the Traefik process from `/proc/<pid>/status`, and the live Go heap after a forced GC (`/debug/pprof/heap?gc=1`, then `/debug/vars`). Per entry = (value with N − value of `tr-0`) / N.\n\n")
-	p("| revoked entries | spawn → synced | ready → synced | replay rate | RSS | peak RSS | live heap | RSS per entry | heap per entry | other processes |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("Each `tr-N` gateway was started alone (the others idle) after its stream was filled, and timed from spawning the Traefik process until its status document (`statusPath`) showed all N entries and `synced` (polled every 20 ms): the first gateway on a stream no gateway has snapshotted replays it in full. Once synced, `tr-N` writes a snapshot (streams of %s messages or more, the default `snapshotEvery`); then a `join-N` gateway is started on the same stream and timed the same way: it loads that snapshot and replays only what follows it, as any gateway joining a running fleet does. Memory 2 s later: VmRSS and VmHWM of the Traefik process from `/proc/<pid>/status`, and the live Go heap after a forced GC (`/debug/pprof/heap?gc=1`, then `/debug/vars`). Per entry = (value with N − value of `tr-0`) / N.\n\n", fmtInt(snapshotEvery))
+	p("| revoked entries | gateway | spawn → synced | ready → synced | rate | RSS | peak RSS | live heap | RSS per entry | heap per entry | other processes |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Sync {
+		how := "first (full replay)"
+		if s.Join {
+			how = "joining (snapshot + tail)"
+		}
 		per, hper, rate := "–", "–", "–"
 		if s.Entries > 0 {
 			per, hper = fmt.Sprintf("%.0f B", s.RSSPerEntryBytes), fmt.Sprintf("%.0f B", s.HeapPerEntryBytes)
@@ -599,7 +628,7 @@ func (r *results) markdown(dir string) string {
 				rate = fmtInt(float64(s.Entries)/s.ReadyToSyncedSeconds) + "/s"
 			}
 		}
-		p("| %s | %.2f s | %.2f s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %s | %.2f cores |\n", fmtInt(float64(s.Entries)),
+		p("| %s | %s | %.2f s | %.2f s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %s | %.2f cores |\n", fmtInt(float64(s.Entries)), how,
 			s.StartToSyncedSeconds, s.ReadyToSyncedSeconds, rate, mb(s.Memory.RSSBytes), mb(s.Memory.PeakRSSBytes), mb(s.Memory.HeapAllocGC), per, hper, s.OtherCores)
 	}
 	if len(r.Publish) > 0 {
@@ -677,8 +706,12 @@ func (r *results) consoleSummary() string {
 		fmt.Fprintf(&b, "%-7s %s: %s (target %s)\n", mark, t.What, t.Value, t.Target)
 	}
 	for _, s := range r.Sync {
-		fmt.Fprintf(&b, "sync %9d entries: %.2f s from spawn, RSS %.1f MiB, %.0f B/entry RSS, %.0f B/entry heap\n",
-			s.Entries, s.StartToSyncedSeconds, mb(s.Memory.RSSBytes), s.RSSPerEntryBytes, s.HeapPerEntryBytes)
+		kind := "full"
+		if s.Join {
+			kind = "join"
+		}
+		fmt.Fprintf(&b, "sync %s %9d entries: %.2f s from spawn, RSS %.1f MiB, %.0f B/entry RSS, %.0f B/entry heap\n",
+			kind, s.Entries, s.StartToSyncedSeconds, mb(s.Memory.RSSBytes), s.RSSPerEntryBytes, s.HeapPerEntryBytes)
 	}
 	if len(r.Warnings) > 0 {
 		fmt.Fprintf(&b, "%d warning(s), see the results file\n", len(r.Warnings))

@@ -32,6 +32,10 @@ type benchCase struct {
 type syncResult struct {
 	Entries int        `json:"entries"`
 	Stream  streamSpec `json:"stream"`
+	// Join: the gateway started while another one was synced and had written a
+	// snapshot, and loaded it (SnapshotSeq) instead of replaying the whole stream.
+	Join        bool   `json:"join,omitempty"`
+	SnapshotSeq uint64 `json:"snapshotSequence,omitempty"`
 	// From spawning the Traefik process until the status document shows every entry
 	// and synced; and the part of it after Traefik answered on its routes.
 	StartToSyncedSeconds float64 `json:"startToSyncedSeconds"`
@@ -43,6 +47,79 @@ type syncResult struct {
 	// (value with N entries - value of the empty gateway) / N.
 	RSSPerEntryBytes  float64 `json:"rssPerEntryBytes,omitempty"`
 	HeapPerEntryBytes float64 `json:"heapPerEntryBytes,omitempty"`
+}
+
+// snapshotEvery is the plugin's default nats.snapshotEvery: a synced gateway writes its
+// first snapshot once the stream holds that many messages.
+const snapshotEvery = 50000
+
+// measureJoin times a fresh gateway joining a fleet: gw (synced with n entries) writes
+// its snapshot, then another gateway on the same stream starts, loads the snapshot and
+// replays what follows it. That gateway is stopped again before the load runs.
+func measureJoin(ctx context.Context, res *results, start func(harness.TraefikOptions) (*harness.Traefik, error),
+	gw *harness.Traefik, backend *harness.Backend, natsURL string, spec streamSpec, label string, n, cacheSize int) error {
+	if err := waitSnapshotWritten(ctx, gw, uint64(n), 2*time.Minute); err != nil {
+		return err
+	}
+	if err := sleepCtx(ctx, time.Second); err != nil { // let the writer's purge settle
+		return err
+	}
+	logf("starting gateway join-%s (loads tr-%s's snapshot of %d revocations)", label, label, n)
+	begin := time.Now()
+	win := startCPUWindow(os.Getpid())
+	jg, err := start(harness.TraefikOptions{
+		Name: "join-" + label,
+		Dynamic: harness.Dynamic{
+			BackendURL: backend.URL,
+			Plugin:     pluginConfig(natsURL, spec, "bench-join-"+label, cacheSize),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer jg.Close()
+	if err := waitSynced(ctx, jg, n, 5*time.Minute); err != nil {
+		return err
+	}
+	took := time.Since(begin)
+	win.track(jg.Pid())
+	other := win.otherCores(0)
+	st, err := readStatus(jg)
+	if err != nil {
+		return fmt.Errorf("gateway %s status: %w", jg.Name, err)
+	}
+	loaded, _ := st.snapshotSeqs()
+	if loaded == 0 {
+		res.warn("gateway join-%s did not use a snapshot (status %+v): its time is a full replay", label, st)
+	}
+	sr := syncResult{
+		Entries:              n,
+		Stream:               spec,
+		Join:                 true,
+		SnapshotSeq:          loaded,
+		StartToSyncedSeconds: took.Seconds(),
+		ReadyToSyncedSeconds: (took - jg.StartDuration).Seconds(),
+		StartupSeconds:       jg.StartDuration.Seconds(),
+		OtherCores:           other,
+	}
+	if other > otherCoresLimit {
+		res.warn("other processes used %.2f cores while join-%s loaded its snapshot: its sync time is inflated", other, label)
+	}
+	if err := sleepCtx(ctx, 2*time.Second); err != nil {
+		return err
+	}
+	if sr.Memory, err = readMemory(jg); err != nil {
+		return fmt.Errorf("gateway %s memory: %w", jg.Name, err)
+	}
+	if len(res.Sync) > 0 {
+		empty := res.Sync[0].Memory
+		sr.RSSPerEntryBytes = float64(sr.Memory.RSSBytes-empty.RSSBytes) / float64(n)
+		sr.HeapPerEntryBytes = float64(sr.Memory.HeapAllocGC-empty.HeapAllocGC) / float64(n)
+	}
+	res.Sync = append(res.Sync, sr)
+	logf("  join-%s synced %d entries %.2fs after spawn (snapshot at sequence %d); RSS %.1f MB, live heap %.1f MB",
+		label, n, sr.StartToSyncedSeconds, loaded, mb(sr.Memory.RSSBytes), mb(sr.Memory.HeapAllocGC))
+	return nil
 }
 
 // runResult is one measured wrk run.
@@ -323,6 +400,11 @@ func run(ctx context.Context, o *options) (err error) {
 		logf("  synced %d entries %.2fs after spawn (%.2fs after ready); RSS %.1f MB, live heap %.1f MB",
 			n, sr.StartToSyncedSeconds, sr.ReadyToSyncedSeconds, mb(sr.Memory.RSSBytes), mb(sr.Memory.HeapAllocGC))
 		gws[n] = gw
+		if n >= snapshotEvery {
+			if err := measureJoin(ctx, res, start, gw, backend, ns.URL, spec, label, n, cacheSize); err != nil {
+				return err
+			}
+		}
 	}
 
 	// The measured configurations.
