@@ -54,7 +54,7 @@ if [ -z "${TRAEFIK_BIN:-}" ]; then
   TRAEFIK_BIN="$(bash e2e/build-traefik.sh | tail -n 1)"
 fi
 export TRAEFIK_BIN
-"$TRAEFIK_BIN" version | head -n 1
+"$TRAEFIK_BIN" version | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
 
 step "e2e module: yaegi loader, NATS propagation, real Traefik"
 (cd e2e && go test -count=1 -timeout 30m ./...)
