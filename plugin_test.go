@@ -500,3 +500,60 @@ func TestNoSecretOrTokenInLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestFastPathMatchesSlowPath: for some 2,000 request shapes (schemes in other cases,
+// padded or tab-separated, one-byte and empty tokens, several headers, query tokens, the
+// plugin's own paths, revoked and clean tokens), ServeHTTP, whose fast path decides the
+// common cases itself, answers exactly as serveSlow, which applies the full rules.
+func TestFastPathMatchesSlowPath(t *testing.T) {
+	m, _ := newTestMiddleware(t, func(c *Config) { c.StatusPath = "/tr/status" })
+	now := time.Now().Unix()
+	revoked := []string{"tokR", "x", "", " tokR", "\ttokR", "tokR "}
+	for _, r := range revoked {
+		m.store.add(hashToken(r), now+3600, now)
+	}
+	paths := []string{"/api/orders", m.revokePath, "/tr/status", "", "/"}
+	queries := []string{"", "a=1", "access_token=tokR", "access_token=other"}
+	prefixes := []string{"Bearer ", "bearer ", "BEARER ", "Bearer  ", "Bearer\t", "Bearer", "Bearer!", "Bearer \t", "Basic ", "Token ", "Bearer x", ""}
+	toks := []string{"tokR", "tokOK", "x", "y", "", " tokR", "\ttokR", "tokR "}
+	var headerSets [][]string
+	headerSets = append(headerSets, []string{"NONE"})
+	headerSets = append(headerSets, []string{"EMPTY"})
+	for _, p := range prefixes {
+		for _, tk := range toks {
+			headerSets = append(headerSets, []string{p + tk})
+		}
+	}
+	headerSets = append(headerSets, []string{"Bearer tokOK", "Bearer tokR"}, []string{"Bearer tokR", "Bearer tokOK"}, []string{"Bearer tokOK", "Bearer tokOK"})
+	n := 0
+	for _, p := range paths {
+		for _, q := range queries {
+			for _, hs := range headerSets {
+				mk := func() *http.Request {
+					req := httptest.NewRequest(http.MethodGet, "http://gw/x", nil)
+					req.URL.Path = p
+					req.URL.RawQuery = q
+					switch {
+					case hs[0] == "NONE":
+					case hs[0] == "EMPTY":
+						req.Header["Authorization"] = []string{}
+					default:
+						c := make([]string, len(hs))
+						copy(c, hs)
+						req.Header["Authorization"] = c
+					}
+					return req
+				}
+				fast := httptest.NewRecorder()
+				m.ServeHTTP(fast, mk())
+				slow := httptest.NewRecorder()
+				serveSlow(m, slow, mk())
+				if fast.Code != slow.Code || fast.Body.String() != slow.Body.String() || fast.Header().Get("WWW-Authenticate") != slow.Header().Get("WWW-Authenticate") {
+					t.Errorf("path %q query %q headers %q: fast %d %q, slow %d %q", p, q, hs, fast.Code, fast.Body.String(), slow.Code, slow.Body.String())
+				}
+				n++
+			}
+		}
+	}
+	t.Logf("%d request shapes compared", n)
+}

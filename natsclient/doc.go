@@ -33,6 +33,14 @@
 //     Code that concurrent callers run (Request, Flush) waits with a plain receive on its
 //     own channel, fed by plain sends into a buffer with room for every possible outcome.
 //
+// Found in the plugin's request path, same interpreter (they do not fail loudly):
+//
+//   - `switch a := x; len(a) { case 0: ... case 1: ... }` can take the wrong branch; plain
+//     if statements are used;
+//   - a method value of a compiled type stored in a func field (`f = m.mu.RLock`) does not
+//     compile, and a method expression (`(*sync.RWMutex).RLock(mu)`) panics with "Method
+//     index out of range"; an interface value (`mu.RLocker()`) works.
+//
 // Its types do not refer to each other in cycles through the connection, and both client
 // goroutines (reader and connection manager) recover from panics, log them and replace the
 // connection, as a last line of defence.

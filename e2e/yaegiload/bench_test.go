@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,12 @@ func runHandler(b *testing.B, h http.Handler) {
 	}
 }
 
-func BenchmarkYaegiPassThrough(b *testing.B) {
+func BenchmarkYaegiPassThrough(b *testing.B) { runHandler(b, passThroughHandler(b)) }
+
+// passThroughHandler loads e2e/testdata/passthrough (ServeHTTP only calls next) into its
+// own interpreter: the floor for any interpreted middleware.
+func passThroughHandler(b *testing.B) http.Handler {
+	b.Helper()
 	gopath := b.TempDir()
 	src := filepath.Join(RepoRoot(), "e2e", "testdata", "passthrough")
 	dst := filepath.Join(gopath, "src", "github.com", "tokenrevoke", "passthrough")
@@ -64,7 +70,7 @@ func BenchmarkYaegiPassThrough(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	runHandler(b, h)
+	return h
 }
 
 // fillStore adds n synthetic revoked entries to the process-wide "local" domain of the
@@ -101,6 +107,13 @@ func fillStore(b testing.TB, p *Plugin, n int) {
 }
 
 func benchTokenrevoke(b *testing.B, entries int, revoked bool) {
+	runHandler(b, tokenrevokeHandler(b, entries, revoked))
+}
+
+// tokenrevokeHandler loads the plugin into its own interpreter, fills its store with
+// entries synthetic revocations and, if revoked, revokes benchToken.
+func tokenrevokeHandler(b *testing.B, entries int, revoked bool) http.Handler {
+	b.Helper()
 	p := loadPlugin(b)
 	cfg := yamlConfig()
 	cfg["cacheSize"] = entries + 10
@@ -117,12 +130,60 @@ func benchTokenrevoke(b *testing.B, entries int, revoked bool) {
 			b.Fatalf("revoke: %d", rec.Code)
 		}
 	}
-	runHandler(b, h)
+	return h
 }
 
 func BenchmarkYaegiTokenrevoke0(b *testing.B)         { benchTokenrevoke(b, 0, false) }
 func BenchmarkYaegiTokenrevoke1M(b *testing.B)        { benchTokenrevoke(b, 1000000, false) }
 func BenchmarkYaegiTokenrevoke1MRevoked(b *testing.B) { benchTokenrevoke(b, 1000000, true) }
+
+// BenchmarkYaegiAdded1M measures what the check adds to a request (non-revoked bearer
+// token, 1M entries in the store) over the pass-through plugin, with both interpreters
+// in one process and blocks of 1,000 requests through each in turn (the order swapped
+// every block), so that both see the same machine load: on a shared machine, separate
+// benchmark runs of the two can differ by more than the difference being measured. One
+// op is one request through each handler. added-ns/req is the difference of the means,
+// added-p50-ns/req the median of the per-block differences (robust to load bursts).
+func BenchmarkYaegiAdded1M(b *testing.B) {
+	pt := passThroughHandler(b)
+	tr := tokenrevokeHandler(b, 1000000, false)
+	req := benchRequest()
+	w := &nopWriter{h: http.Header{}}
+	const block = 1000
+	var ptTotal, trTotal time.Duration
+	var added []float64
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(block, b.N-done)
+		first, second := pt, tr
+		if len(added)%2 == 1 {
+			first, second = tr, pt
+		}
+		t0 := time.Now()
+		for i := 0; i < n; i++ {
+			first.ServeHTTP(w, req)
+		}
+		t1 := time.Now()
+		for i := 0; i < n; i++ {
+			second.ServeHTTP(w, req)
+		}
+		t2 := time.Now()
+		dpt, dtr := t1.Sub(t0), t2.Sub(t1)
+		if len(added)%2 == 1 {
+			dpt, dtr = dtr, dpt
+		}
+		ptTotal += dpt
+		trTotal += dtr
+		added = append(added, float64(dtr-dpt)/float64(n))
+		done += n
+	}
+	b.StopTimer()
+	sort.Float64s(added)
+	b.ReportMetric(float64(ptTotal.Nanoseconds())/float64(b.N), "passthrough-ns/req")
+	b.ReportMetric(float64(trTotal.Nanoseconds())/float64(b.N), "tokenrevoke-ns/req")
+	b.ReportMetric(float64((trTotal-ptTotal).Nanoseconds())/float64(b.N), "added-ns/req")
+	b.ReportMetric(added[len(added)/2], "added-p50-ns/req")
+}
 
 // BenchmarkYaegiFill measures interpreted inserts and the heap held per entry at 1M.
 func BenchmarkYaegiMemoryPerEntry(b *testing.B) {
