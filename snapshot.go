@@ -80,18 +80,15 @@ func (n *natsSettings) chunkSubject(id string, i int) string {
 	return n.snapshotPrefix() + "." + id + "." + strconv.Itoa(i)
 }
 
+// wantedSnapshotStream is the revocation stream's configuration with its own name and
+// subjects: file storage, the same replicas, one message per subject (the manifest is
+// replaced in place), per-message TTLs.
 func wantedSnapshotStream(n *natsSettings) natsclient.StreamConfig {
-	return natsclient.StreamConfig{
-		Name:              n.snapshotStream(),
-		Description:       "tokenrevoke: snapshots of stream " + n.stream + " for fast gateway start",
-		Subjects:          []string{n.snapshotPrefix() + ".>"},
-		Retention:         "limits",
-		Storage:           "file",
-		Replicas:          n.replicas,
-		MaxMsgsPerSubject: 1,
-		Discard:           "old",
-		AllowMsgTTL:       true,
-	}
+	c := wantedStream(n)
+	c.Name = n.snapshotStream()
+	c.Description = "tokenrevoke: snapshots of stream " + n.stream + " for fast gateway start"
+	c.Subjects = []string{n.snapshotPrefix() + ".>"}
+	return c
 }
 
 // ensureSnapshotStream creates the snapshot stream when it is missing. Snapshots are an

@@ -55,6 +55,36 @@ func waitSnapshotStatus(t *testing.T, g *gateway, timeout time.Duration, what st
 	}
 }
 
+// snapshotManifest is the part of the current snapshot manifest the tests read.
+type snapshotManifest struct {
+	Seq    uint64   `json:"seq"`
+	Chunks []uint64 `json:"chunks"`
+}
+
+// readManifest connects with nats.go and reads the current snapshot manifest; the
+// JetStream context stays usable until the test ends.
+func readManifest(t *testing.T, url string) (snapshotManifest, nats.JetStreamContext) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
+	if err != nil {
+		t.Fatalf("no manifest: %v", err)
+	}
+	var man snapshotManifest
+	if err := json.Unmarshal(m.Data, &man); err != nil || len(man.Chunks) == 0 {
+		t.Fatalf("manifest %s: %v", m.Data, err)
+	}
+	return man, js
+}
+
 // A synced gateway writes a snapshot; a gateway started later loads it, replays only
 // the revocations stored after it, and rejects every revoked token.
 func TestSnapshotWrittenAndLoaded(t *testing.T) {
@@ -124,25 +154,7 @@ func TestSnapshotWithMissingChunkFallsBackToReplay(t *testing.T) {
 		return s.NATS.Snapshot.WrittenSequence >= filled
 	})
 
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
-	if err != nil {
-		t.Fatalf("no manifest: %v", err)
-	}
-	var man struct {
-		Chunks []uint64 `json:"chunks"`
-	}
-	if err := json.Unmarshal(m.Data, &man); err != nil || len(man.Chunks) == 0 {
-		t.Fatalf("manifest %s: %v", m.Data, err)
-	}
+	man, js := readManifest(t, srv.URL)
 	if err := js.DeleteMsg("REVOCATIONS_SNAPSHOTS", man.Chunks[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -244,26 +256,7 @@ func TestSnapshotReplacedAndPurged(t *testing.T) {
 	if second.NATS.Snapshot.WrittenEntries != 1600 || first.NATS.Snapshot.WrittenSequence >= second.NATS.Snapshot.WrittenSequence {
 		t.Fatalf("snapshots: first %+v, second %+v", *first.NATS.Snapshot, *second.NATS.Snapshot)
 	}
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var man struct {
-		Seq    uint64   `json:"seq"`
-		Chunks []uint64 `json:"chunks"`
-	}
-	if err := json.Unmarshal(m.Data, &man); err != nil {
-		t.Fatal(err)
-	}
+	man, js := readManifest(t, srv.URL)
 	if man.Seq != second.NATS.Snapshot.WrittenSequence {
 		t.Fatalf("manifest at sequence %d, the second snapshot is at %d", man.Seq, second.NATS.Snapshot.WrittenSequence)
 	}
