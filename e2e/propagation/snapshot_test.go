@@ -268,3 +268,69 @@ func TestSnapshotReplacedAndPurged(t *testing.T) {
 		t.Fatalf("snapshot stream holds %d messages, want %d chunks + 1 manifest (the older snapshot was not purged)", info.State.Msgs, len(man.Chunks))
 	}
 }
+
+// Revocations keep arriving while a new gateway loads a snapshot and while the snapshot
+// is rewritten: nothing acknowledged before, during or after the load is missing on it.
+func TestSnapshotLoadDuringRevocations(t *testing.T) {
+	const filled = 4000
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, filled)
+	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 150}
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
+	waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
+		return s.NATS.Snapshot.WrittenSequence >= filled
+	})
+
+	// Revoke through A without pause until told to stop; only 200s count as acknowledged.
+	stop := make(chan struct{})
+	done := make(chan []string)
+	go func() {
+		var acked []string
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- acked
+				return
+			default:
+			}
+			tok := "during-token-" + strconv.Itoa(i)
+			if a.revoke(tok) == 200 {
+				acked = append(acked, tok)
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	b := newGateway(t, natsConfig([]string{srv.URL}, "gw-b", extra))
+	waitSnapshotStatus(t, b, 60*time.Second, "B synced", func(s snapshotPart) bool { return s.Synced })
+	// Revocations after B's sync, until A has written a newer snapshot (and purged the
+	// one B loaded) while they kept coming.
+	waitSnapshotStatus(t, a, 30*time.Second, "A writes a newer snapshot", func(s snapshotPart) bool {
+		return s.NATS.Snapshot.WrittenSequence > filled+150
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	acked := <-done
+	if len(acked) < 100 {
+		t.Fatalf("only %d revocations acknowledged during the test", len(acked))
+	}
+	sb := snapshotStatus(t, b)
+	if sb.NATS.Snapshot.LoadedSequence == 0 {
+		t.Fatalf("B did not load a snapshot: %+v", *sb.NATS.Snapshot)
+	}
+	accepted := 0
+	for i := 0; i < filled; i++ {
+		if b.call("sync-token-"+strconv.Itoa(i)) != 401 {
+			accepted++
+		}
+	}
+	for _, tok := range acked {
+		if !b.waitRejected(tok, 2*time.Second) {
+			accepted++
+		}
+	}
+	t.Logf("%d revocations acknowledged while B loaded snapshot sequence %d; A wrote up to %d; revoked tokens accepted by B: %d",
+		len(acked), sb.NATS.Snapshot.LoadedSequence, snapshotStatus(t, a).NATS.Snapshot.WrittenSequence, accepted)
+	if accepted != 0 {
+		t.Fatalf("B accepted %d revoked tokens", accepted)
+	}
+}
