@@ -31,11 +31,16 @@ import (
 
 const streamName = "REVOCATIONS"
 
+// snapshotEvery is small in these tests, so that snapshots are written (and loaded by
+// the gateways that start later) in every scenario, through restarts and node losses.
+const snapshotEvery = 100
+
 // gatewayConfig is the configuration map of one gateway of the fleet.
 func gatewayConfig(servers []string, name string, failClosed bool, replicas int) map[string]interface{} {
 	cfg := gatewaytest.NATSConfig(servers, name, map[string]interface{}{
-		"stream":   streamName,
-		"replicas": replicas,
+		"stream":        streamName,
+		"replicas":      replicas,
+		"snapshotEvery": snapshotEvery,
 	})
 	cfg["failClosed"] = failClosed
 	return cfg

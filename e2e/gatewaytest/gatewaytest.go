@@ -222,6 +222,17 @@ type NATSStatus struct {
 	Dropped         int64  `json:"dropped"`
 	Published       int64  `json:"published"`
 	PublishFailures int64  `json:"publishFailures"`
+	// Snapshot is set in JetStream mode with snapshots on.
+	Snapshot *SnapshotStatus `json:"snapshot"`
+}
+
+// SnapshotStatus is the "nats.snapshot" part of the status document.
+type SnapshotStatus struct {
+	LoadedSequence  uint64 `json:"loadedSequence"`
+	LoadedEntries   int    `json:"loadedEntries"`
+	WrittenSequence uint64 `json:"writtenSequence"`
+	WrittenEntries  int    `json:"writtenEntries"`
+	LastError       string `json:"lastError"`
 }
 
 // ParseStatus decodes a status document.
