@@ -105,72 +105,88 @@ func TestStoreShrinkEvicts(t *testing.T) {
 	}
 }
 
+// lruModel is the reference the store is checked against: entries in recency order,
+// most recent first.
+type lruModel struct {
+	capacity int
+	ents     []modelEnt
+}
+
+type modelEnt struct {
+	k   [32]byte
+	exp int64
+}
+
+func (m *lruModel) find(k [32]byte) int {
+	for i, e := range m.ents {
+		if e.k == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// add is store.add: a held key keeps the later expiry (or takes the new one if its own
+// has passed) and becomes the most recent; a new key first makes every expired entry
+// go, then the least recent ones while the store is full.
+func (m *lruModel) add(k [32]byte, exp, now int64) {
+	if i := m.find(k); i >= 0 {
+		e := m.ents[i]
+		if exp > e.exp || e.exp <= now {
+			e.exp = exp
+		}
+		m.ents = append(m.ents[:i], m.ents[i+1:]...)
+		m.ents = append([]modelEnt{e}, m.ents...)
+		return
+	}
+	kept := m.ents[:0]
+	for _, e := range m.ents {
+		if e.exp > now {
+			kept = append(kept, e)
+		}
+	}
+	m.ents = kept
+	for len(m.ents) >= m.capacity {
+		m.ents = m.ents[:len(m.ents)-1]
+	}
+	m.ents = append([]modelEnt{{k, exp}}, m.ents...)
+}
+
+// contains is store.contains: a live entry becomes the most recent, an expired one goes.
+func (m *lruModel) contains(k [32]byte, now int64) bool {
+	i := m.find(k)
+	if i < 0 {
+		return false
+	}
+	e := m.ents[i]
+	m.ents = append(m.ents[:i], m.ents[i+1:]...)
+	if e.exp <= now {
+		return false
+	}
+	m.ents = append([]modelEnt{e}, m.ents...)
+	return true
+}
+
 // TestStoreMatchesModel drives the store with random operations and compares it with a
 // plain reference implementation (a slice in recency order).
 func TestStoreMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(42))
 	const capacity = 16
 	s := newStore(capacity, newLogger("t"))
-	type ent struct {
-		k   [32]byte
-		exp int64
-	}
-	var model []ent // most recent first
+	model := &lruModel{capacity: capacity}
 	now := int64(1_000_000)
-	find := func(k [32]byte) int {
-		for i, e := range model {
-			if e.k == k {
-				return i
-			}
-		}
-		return -1
-	}
 	for step := 0; step < 20000; step++ {
 		now += int64(rng.Intn(20))
 		k := key(rng.Intn(60))
 		switch rng.Intn(3) {
 		case 0, 1:
 			exp := now + int64(1+rng.Intn(400))
-			got := s.add(k, exp, now)
-			if i := find(k); i >= 0 {
-				e := model[i]
-				if exp > e.exp {
-					e.exp = exp
-				}
-				model = append(model[:i], model[i+1:]...)
-				if e.exp <= now { // the store would have kept the entry; refresh it
-					e.exp = exp
-				}
-				model = append([]ent{e}, model...)
-			} else {
-				// Drop expired entries first, then the least recently used.
-				kept := model[:0]
-				for _, e := range model {
-					if e.exp > now {
-						kept = append(kept, e)
-					}
-				}
-				model = kept
-				for len(model) >= capacity {
-					model = model[:len(model)-1]
-				}
-				model = append([]ent{{k, exp}}, model...)
-			}
-			if !got {
+			if !s.add(k, exp, now) {
 				t.Fatalf("step %d: add of a live entry returned false", step)
 			}
+			model.add(k, exp, now)
 		case 2:
-			got := s.contains(k, now)
-			want := false
-			if i := find(k); i >= 0 {
-				e := model[i]
-				model = append(model[:i], model[i+1:]...)
-				if e.exp > now {
-					want = true
-					model = append([]ent{e}, model...)
-				}
-			}
-			if got != want {
+			if got, want := s.contains(k, now), model.contains(k, now); got != want {
 				t.Fatalf("step %d: contains = %v, want %v", step, got, want)
 			}
 		}

@@ -167,13 +167,9 @@ func TestLoadColdMatchesModel(t *testing.T) {
 	const capacity = 24
 	s := newStore(capacity, newLogger("t"))
 	now := int64(3_000_000)
-	type ent struct {
-		k   [32]byte
-		exp int64
-	}
 	var keys [][32]byte
 	var exps []int64
-	var model []ent // most recent first
+	model := &lruModel{capacity: capacity}
 	for i := 0; i < 22; i++ {
 		k := key(i)
 		exp := now + int64(rng.Intn(3000))
@@ -182,22 +178,14 @@ func TestLoadColdMatchesModel(t *testing.T) {
 		}
 		keys = append(keys, k)
 		exps = append(exps, exp)
-		if exp > now {
-			model = append([]ent{{k, exp}}, model...)
+		if exp > now { // loaded entries are older than anything added later
+			model.ents = append([]modelEnt{{k, exp}}, model.ents...)
 		}
 	}
-	if got := s.loadCold(keys, exps, now, 0); got != len(model) {
-		t.Fatalf("loadCold returned %d, want %d", got, len(model))
+	if got := s.loadCold(keys, exps, now, 0); got != len(model.ents) {
+		t.Fatalf("loadCold returned %d, want %d", got, len(model.ents))
 	}
 	checkStore(t, s, "after load")
-	find := func(k [32]byte) int {
-		for i, e := range model {
-			if e.k == k {
-				return i
-			}
-		}
-		return -1
-	}
 	for step := 0; step < 5000; step++ {
 		now += int64(rng.Intn(15))
 		k := key(rng.Intn(70))
@@ -205,49 +193,20 @@ func TestLoadColdMatchesModel(t *testing.T) {
 		case 0:
 			exp := now + int64(1+rng.Intn(3000))
 			s.add(k, exp, now)
-			if i := find(k); i >= 0 {
-				e := model[i]
-				if exp > e.exp || e.exp <= now {
-					e.exp = exp
-				}
-				model = append(model[:i], model[i+1:]...)
-				model = append([]ent{e}, model...)
-			} else {
-				kept := model[:0]
-				for _, e := range model {
-					if e.exp > now {
-						kept = append(kept, e)
-					}
-				}
-				model = kept
-				for len(model) >= capacity {
-					model = model[:len(model)-1]
-				}
-				model = append([]ent{{k, exp}}, model...)
-			}
+			model.add(k, exp, now)
 		case 1, 2:
-			got := s.contains(k, now)
-			want := false
-			if i := find(k); i >= 0 {
-				e := model[i]
-				model = append(model[:i], model[i+1:]...)
-				if e.exp > now {
-					want = true
-					model = append([]ent{e}, model...)
-				}
-			}
-			if got != want {
+			if got, want := s.contains(k, now), model.contains(k, now); got != want {
 				t.Fatalf("step %d: contains = %v, want %v", step, got, want)
 			}
 		case 3:
 			s.sweep(now)
-			kept := model[:0]
-			for _, e := range model {
+			kept := model.ents[:0]
+			for _, e := range model.ents {
 				if (e.exp+expiryBucket-1)/expiryBucket*expiryBucket > now || e.exp > now {
 					kept = append(kept, e)
 				}
 			}
-			model = kept
+			model.ents = kept
 		}
 		if step%250 == 0 {
 			checkStore(t, s, "step")
