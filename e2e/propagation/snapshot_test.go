@@ -85,18 +85,27 @@ func readManifest(t *testing.T, url string) (snapshotManifest, nats.JetStreamCon
 	return man, js
 }
 
+// snapshotFleet starts nats-server with JetStream, fills the stream with filled
+// revocations (sync-token-0 ...), starts gateway A with snapshotEvery every and waits
+// until A is synced and has written a snapshot covering them all. extra is A's nats
+// settings, for the gateways a test starts next.
+func snapshotFleet(t *testing.T, filled, every int) (*harness.NATS, map[string]interface{}, *gateway, snapshotPart) {
+	t.Helper()
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, filled)
+	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": every}
+	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
+	st := waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
+		return s.Synced && s.NATS.Snapshot.WrittenSequence >= uint64(filled)
+	})
+	return srv, extra, a, st
+}
+
 // A synced gateway writes a snapshot; a gateway started later loads it, replays only
 // the revocations stored after it, and rejects every revoked token.
 func TestSnapshotWrittenAndLoaded(t *testing.T) {
 	const filled, tail = 3000, 40
-	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
-	fillStream(t, srv.URL, filled)
-	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 1000}
-
-	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
-	sa := waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
-		return s.Synced && s.NATS.Snapshot.WrittenSequence >= filled
-	})
+	srv, extra, a, sa := snapshotFleet(t, filled, 1000)
 	if sa.NATS.Snapshot.WrittenEntries != filled {
 		t.Fatalf("A wrote a snapshot of %d entries, want %d", sa.NATS.Snapshot.WrittenEntries, filled)
 	}
@@ -146,13 +155,7 @@ func TestSnapshotWrittenAndLoaded(t *testing.T) {
 // still rejects everything.
 func TestSnapshotWithMissingChunkFallsBackToReplay(t *testing.T) {
 	const filled = 2000
-	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
-	fillStream(t, srv.URL, filled)
-	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 500}
-	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
-	waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
-		return s.NATS.Snapshot.WrittenSequence >= filled
-	})
+	srv, extra, _, _ := snapshotFleet(t, filled, 500)
 
 	man, js := readManifest(t, srv.URL)
 	if err := js.DeleteMsg("REVOCATIONS_SNAPSHOTS", man.Chunks[0]); err != nil {
@@ -179,13 +182,7 @@ func TestSnapshotWithMissingChunkFallsBackToReplay(t *testing.T) {
 // A snapshot written for an earlier incarnation of the stream (deleted and created
 // again) is ignored.
 func TestSnapshotOfRecreatedStreamIgnored(t *testing.T) {
-	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
-	fillStream(t, srv.URL, 600)
-	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 200}
-	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
-	waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
-		return s.NATS.Snapshot.WrittenSequence >= 600
-	})
+	srv, extra, _, _ := snapshotFleet(t, 600, 200)
 	nc, err := nats.Connect(srv.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -242,13 +239,7 @@ func TestSnapshotsOff(t *testing.T) {
 // A newer snapshot replaces the older one: its chunks are purged, so the snapshot
 // stream holds one snapshot (its chunks and the manifest).
 func TestSnapshotReplacedAndPurged(t *testing.T) {
-	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
-	fillStream(t, srv.URL, 1000)
-	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 500}
-	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
-	first := waitSnapshotStatus(t, a, 60*time.Second, "first snapshot", func(s snapshotPart) bool {
-		return s.NATS.Snapshot.WrittenSequence >= 1000
-	})
+	srv, _, a, first := snapshotFleet(t, 1000, 500)
 	fillStreamFrom(t, srv.URL, 1000, 600)
 	second := waitSnapshotStatus(t, a, 60*time.Second, "second snapshot", func(s snapshotPart) bool {
 		return s.NATS.Snapshot.WrittenSequence >= 1600
@@ -273,13 +264,7 @@ func TestSnapshotReplacedAndPurged(t *testing.T) {
 // is rewritten: nothing acknowledged before, during or after the load is missing on it.
 func TestSnapshotLoadDuringRevocations(t *testing.T) {
 	const filled = 4000
-	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
-	fillStream(t, srv.URL, filled)
-	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 150}
-	a := newGateway(t, natsConfig([]string{srv.URL}, "gw-a", extra))
-	waitSnapshotStatus(t, a, 60*time.Second, "A writes a snapshot", func(s snapshotPart) bool {
-		return s.NATS.Snapshot.WrittenSequence >= filled
-	})
+	srv, extra, a, _ := snapshotFleet(t, filled, 150)
 
 	// Revoke through A without pause until told to stop; only 200s count as acknowledged.
 	stop := make(chan struct{})

@@ -69,14 +69,21 @@ func fillStreamFrom(tb testing.TB, url string, from, n int) {
 	}
 }
 
+// syncN is the stream size of the sync benchmarks: SYNC_N, default 100000.
+func syncN() int {
+	if v := os.Getenv("SYNC_N"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 100000
+}
+
 // BenchmarkYaegiSync measures how long a fresh gateway (the plugin in its own yaegi
 // interpreter) takes to replay SYNC_N revocations (default 100000) from the stream, and
 // the heap it holds afterwards.
 func BenchmarkYaegiSync(b *testing.B) {
-	n := 100000
-	if v := os.Getenv("SYNC_N"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
+	n := syncN()
 	srv := harness.StartNATS(b, harness.NATSOptions{JetStream: true})
 	fillStream(b, srv.URL, n)
 	for i := 0; i < b.N; i++ {
@@ -114,10 +121,7 @@ func BenchmarkYaegiSync(b *testing.B) {
 // snapshot and replays only what follows it. Reported: time to synced, and the first
 // gateway's full replay for comparison.
 func BenchmarkYaegiSyncFromSnapshot(b *testing.B) {
-	n := 100000
-	if v := os.Getenv("SYNC_N"); v != "" {
-		n, _ = strconv.Atoi(v)
-	}
+	n := syncN()
 	srv := harness.StartNATS(b, harness.NATSOptions{JetStream: true})
 	fillStream(b, srv.URL, n)
 	extra := map[string]interface{}{"stream": "REVOCATIONS", "snapshotEvery": 1000}
