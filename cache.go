@@ -55,6 +55,11 @@ type store struct {
 	buckets   map[int64][]int32 // expiry bucket -> slots (may hold stale slots)
 	bucketIDs []int64           // keys of buckets, ascending
 
+	// legacy is set once a version-1 wire message was applied: its key is the SHA-256
+	// of the exact token even for a JWS, so JWS and JWE tokens are then also looked up
+	// by their exact string. Read under mu (the request path reads it with the index).
+	legacy bool
+
 	evictions   int64 // unexpired entries dropped because the store was full
 	expired     int64 // entries dropped because their token expired
 	unwarned    int64 // evictions not yet reported in a log line
@@ -78,6 +83,21 @@ func newStore(capacity int, log *logger) *store {
 		buckets:  make(map[int64][]int32),
 		log:      log,
 	}
+}
+
+// hasLegacy reports whether a version-1 message was ever applied (see legacy).
+func (s *store) hasLegacy() bool {
+	s.mu.RLock()
+	l := s.legacy
+	s.mu.RUnlock()
+	return l
+}
+
+// setLegacy records that a version-1 message was applied.
+func (s *store) setLegacy() {
+	s.mu.Lock()
+	s.legacy = true
+	s.mu.Unlock()
 }
 
 // len returns the number of entries held, expired or not.

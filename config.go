@@ -23,7 +23,20 @@ type settings struct {
 	clockSkew  time.Duration
 	failClosed bool
 	nats       *natsSettings
+	// maxBodyCheck is the largest form body inspected for tokens (bytes).
+	maxBodyCheck int64
+	// maxTTL caps every revocation's lifetime.
+	maxTTL time.Duration
+	// rates: client id -> revocations allowed per minute (absent: no limit).
+	rates map[string]int
 }
+
+// Defaults of the optional settings.
+const (
+	defaultMaxBodyCheck  = 64 << 10
+	defaultMaxTTL        = "2160h" // 90 days
+	defaultRatePerMinute = 600
+)
 
 // natsSettings is a validated NATSConfig.
 type natsSettings struct {
@@ -86,6 +99,23 @@ func parseConfig(c *Config) (*settings, error) {
 		return nil, err
 	}
 	s.clockSkew = skew
+	maxTTL, err := parseDuration("maxTTL", c.MaxTTL, defaultMaxTTL)
+	if err != nil {
+		return nil, err
+	}
+	if maxTTL < s.defaultTTL {
+		return nil, fmt.Errorf("tokenrevoke: maxTTL: %s is shorter than defaultTTL %s", maxTTL, s.defaultTTL)
+	}
+	s.maxTTL = maxTTL
+	switch {
+	case c.MaxBodyCheck == 0:
+		s.maxBodyCheck = defaultMaxBodyCheck
+	case c.MaxBodyCheck < 1024 || c.MaxBodyCheck > 64<<20:
+		return nil, fmt.Errorf("tokenrevoke: maxBodyCheck: must be between 1024 and %d bytes, got %d", 64<<20, c.MaxBodyCheck)
+	default:
+		s.maxBodyCheck = int64(c.MaxBodyCheck)
+	}
+	s.rates = make(map[string]int)
 	if len(c.Clients) == 0 {
 		return nil, errors.New("tokenrevoke: clients: at least one client (id and secret or secretSha256) is required")
 	}
@@ -112,6 +142,15 @@ func parseConfig(c *Config) (*settings, error) {
 			s.clients[id] = d
 		default:
 			return nil, fmt.Errorf("tokenrevoke: clients[%d].secret: client %q needs a secret or secretSha256", i, id)
+		}
+		switch {
+		case cl.RatePerMinute == 0:
+			s.rates[id] = defaultRatePerMinute
+		case cl.RatePerMinute == -1:
+		case cl.RatePerMinute < 0:
+			return nil, fmt.Errorf("tokenrevoke: clients[%d].ratePerMinute (%s): must be positive, 0 (default %d) or -1 (no limit), got %d", i, id, defaultRatePerMinute, cl.RatePerMinute)
+		default:
+			s.rates[id] = cl.RatePerMinute
 		}
 	}
 	if c.NATS != nil {
@@ -146,7 +185,7 @@ func parseDuration(key, v, def string) (time.Duration, error) {
 			return 0, fmt.Errorf("tokenrevoke: %s: %q is not a duration (use e.g. \"24h\", \"90m\" or seconds)", key, v)
 		}
 	}
-	if d < 0 || (d == 0 && key == "defaultTTL") {
+	if d < 0 || (d == 0 && (key == "defaultTTL" || key == "maxTTL")) {
 		return 0, fmt.Errorf("tokenrevoke: %s: %q must be positive", key, v)
 	}
 	return d, nil

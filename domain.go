@@ -11,9 +11,10 @@ import (
 // middleware instances join the same domain, so a reload never forgets a revocation and
 // never opens a second connection.
 type domain struct {
-	store *store
-	log   *logger
-	link  link // nil without NATS
+	store   *store
+	log     *logger
+	link    link         // nil without NATS
+	limiter *rateLimiter // per-client revocation rates
 }
 
 // link shares revocations with other gateways (implemented over NATS).
@@ -72,8 +73,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 		}
 		return d, nil
 	}
-	d := &domain{log: log}
-	d.store = newStore(s.cacheSize, log)
+	d := newDomain(s.cacheSize, log)
 	if s.nats != nil {
 		l, err := startNATSLink(d, s.nats, log)
 		if err != nil {
@@ -84,6 +84,11 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 	domains[key] = d
 	go d.janitor()
 	return d, nil
+}
+
+// newDomain returns a domain with an empty store and no NATS link.
+func newDomain(cacheSize int, log *logger) *domain {
+	return &domain{store: newStore(cacheSize, log), log: log, limiter: newRateLimiter()}
 }
 
 // janitor sweeps expired entries for the life of the process (domains are never

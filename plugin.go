@@ -43,6 +43,12 @@ type Config struct {
 	FailClosed bool `json:"failClosed,omitempty"`
 	// StatusPath, when set, serves a JSON status document to authenticated clients.
 	StatusPath string `json:"statusPath,omitempty"`
+	// MaxBodyCheck is the largest form body (bytes) inspected for an access_token
+	// parameter; larger form bodies are refused with 413.
+	MaxBodyCheck int `json:"maxBodyCheck,omitempty"`
+	// MaxTTL caps how long any revocation is held (a Go duration), whatever expiry a
+	// token or a NATS message claims.
+	MaxTTL string `json:"maxTTL,omitempty"`
 }
 
 // ClientConfig is a client allowed to revoke tokens.
@@ -53,6 +59,9 @@ type ClientConfig struct {
 	// SecretSha256 is the lowercase hex SHA-256 of the secret, for configs that
 	// should not hold the secret itself.
 	SecretSha256 string `json:"secretSha256,omitempty"`
+	// RatePerMinute is how many revocations the client may make per minute (with a
+	// burst of as many); 0 means the default (600), -1 no limit.
+	RatePerMinute int `json:"ratePerMinute,omitempty"`
 }
 
 // NATSConfig connects the gateway to a NATS server or cluster.
@@ -138,11 +147,22 @@ type failClosedMiddleware struct {
 
 func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	m := f.m
-	if !m.domain.isSynced() && req.URL.Path != m.revokePath && req.URL.Path != m.statusPath && bearerPresent(req) {
-		writeUnavailable(rw)
+	if m.domain.isSynced() || m.endpoints[req.URL.Path] {
+		m.ServeHTTP(rw, req)
 		return
 	}
-	m.ServeHTTP(rw, req)
+	// Not synced: a request that carries a token anywhere a backend could read one waits.
+	in := m.inspect(req, time.Now().Unix())
+	switch {
+	case in.verdict == revokedRequest:
+		writeRevoked(rw)
+	case in.verdict == refusedRequest:
+		writeError(rw, in.status, errInvalidRequest, in.desc)
+	case in.found:
+		writeUnavailable(rw)
+	default:
+		m.next.ServeHTTP(rw, req)
+	}
 }
 
 func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *logger) *Middleware {
@@ -202,17 +222,30 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	slow := true
 	if req.URL.RawQuery == "" {
-		if !m.endpoints[req.URL.Path] {
-			if a := req.Header["Authorization"]; len(a) == 1 {
-				if t := a[0]; t >= "Bearer !" {
-					if t < "Bearer!" {
-						m.rlock.Lock()
-						_, slow = m.index[sha256.Sum256([]byte(t[7:]))]
-						m.rlock.Unlock()
+		if req.ContentLength == 0 {
+			if !m.endpoints[req.URL.Path] {
+				if a := req.Header["Authorization"]; len(a) == 1 {
+					if t := a[0]; t >= "Bearer !" {
+						if t < "Bearer!" {
+							if strings.Trim(t, tokenChars) == " " {
+								if t[7] != 'e' {
+									m.rlock.Lock()
+									_, slow = m.index[sha256.Sum256([]byte(t[7:]))]
+									m.rlock.Unlock()
+								} else if strings.Count(t, ".") == 2 {
+									m.rlock.Lock()
+									_, slow = m.index[sha256.Sum256([]byte(t[7:strings.LastIndexByte(t, '.')]))]
+									if !slow {
+										slow = m.store.legacy
+									}
+									m.rlock.Unlock()
+								}
+							}
+						}
 					}
+				} else if a == nil {
+					slow = false
 				}
-			} else if a == nil {
-				slow = false
 			}
 		}
 	}
@@ -236,39 +269,24 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	now := time.Now().Unix()
-	for _, v := range req.Header["Authorization"] {
-		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			if m.store.contains(hashToken(strings.TrimLeft(v[7:], " ")), now) {
-				writeRevoked(rw)
-				return
-			}
-		}
-	}
-	if strings.Contains(req.URL.RawQuery, "access_token=") && m.queryTokenRevoked(req, now) {
+	in := m.inspect(req, time.Now().Unix())
+	switch in.verdict {
+	case revokedRequest:
 		writeRevoked(rw)
-		return
+	case refusedRequest:
+		writeError(rw, in.status, errInvalidRequest, in.desc)
+	default:
+		m.next.ServeHTTP(rw, req)
 	}
-	m.next.ServeHTTP(rw, req)
 }
 
-// queryTokenRevoked checks the RFC 6750 §2.3 access_token query parameter, which some
-// backends accept in place of the Authorization header.
-func (m *Middleware) queryTokenRevoked(req *http.Request, now int64) bool {
-	for _, tok := range req.URL.Query()["access_token"] {
-		if tok != "" && m.store.contains(hashToken(tok), now) {
-			return true
-		}
+// revoked reports whether tok is revoked: by its key, or (for a JWS or JWE once this
+// gateway has applied a version-1 message, whose key is always the exact string) by
+// its exact string.
+func (m *Middleware) revoked(tok string, now int64) bool {
+	key, kind := tokenKey(tok)
+	if m.store.contains(key, now) {
+		return true
 	}
-	return false
-}
-
-// bearerPresent reports whether the request carries a bearer token in the header or query.
-func bearerPresent(req *http.Request) bool {
-	for _, v := range req.Header["Authorization"] {
-		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			return true
-		}
-	}
-	return req.URL.Query().Get("access_token") != ""
+	return kind != kindToken && m.store.hasLegacy() && m.store.contains(hashToken(tok), now)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // OAuth error codes used by the plugin (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 6750 §3.1).
@@ -14,6 +15,7 @@ const (
 	errServerError          = "server_error"
 	errInvalidToken         = "invalid_token"
 	errUnavailable          = "temporarily_unavailable"
+	errTooManyRequests      = "too_many_requests"
 )
 
 // errorBody is the JSON shape of every error the plugin writes.
@@ -60,6 +62,18 @@ func writeUnavailable(rw http.ResponseWriter) {
 	rw.Header().Set("Retry-After", "1")
 	writeError(rw, http.StatusServiceUnavailable, errUnavailable,
 		"Revocation state is not synced yet; retry shortly")
+}
+
+// writeTooManyRequests answers a client over its revocation rate; Retry-After is in
+// whole seconds, rounded up.
+func writeTooManyRequests(rw http.ResponseWriter, wait time.Duration) {
+	secs := int64((wait + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	rw.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	writeError(rw, http.StatusTooManyRequests, errTooManyRequests,
+		"This client has revoked too many tokens in the last minute; retry later")
 }
 
 // writeInvalidClient answers a failed client authentication (RFC 6749 §5.2).

@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// maxRevokeBody is the largest revocation request body accepted (16 KiB).
-const maxRevokeBody = 16 << 10
+// maxRevokeBody is the largest revocation request body accepted (64 KiB): room for a
+// token of maxTokenLength even if every character of it is percent-encoded.
+const maxRevokeBody = 64 << 10
 
 // dummySecret is compared against when the client id is unknown, so that an unknown id
 // costs the same time as a wrong secret.
@@ -33,7 +34,8 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		writeError(rw, status, errInvalidRequest, desc)
 		return
 	}
-	if _, status, desc := m.authenticate(req, form); status != 0 {
+	client, status, desc := m.authenticate(req, form)
+	if status != 0 {
 		if status == http.StatusUnauthorized {
 			writeInvalidClient(rw, desc)
 		} else {
@@ -53,12 +55,21 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	now := time.Now()
-	exp := revocationExpiry(token, now, m.settings)
-	if err := m.domain.revoke(hashToken(token), exp, hint, now); err != nil {
-		m.log.errorf("revocation of token %s kept locally but not confirmed by NATS: %v", shortHash(hashToken(token)), err)
-		writeError(rw, http.StatusInternalServerError, errServerError,
-			"The revocation could not be shared with the other gateways; retry the request")
+	if ok, wait := m.domain.limiter.allow(client, m.settings.rates[client], now); !ok {
+		writeTooManyRequests(rw, wait)
 		return
+	}
+	// A token longer than any the gateway lets through needs no entry: it is refused
+	// wherever it is presented (400), so it is as good as revoked.
+	if len(token) <= maxTokenLength {
+		key, _ := tokenKey(token)
+		exp := revocationExpiry(token, now, m.settings)
+		if err := m.domain.revoke(key, exp, hint, now); err != nil {
+			m.log.errorf("revocation of token %s kept locally but not confirmed by NATS: %v", shortHash(key), err)
+			writeError(rw, http.StatusInternalServerError, errServerError,
+				"The revocation could not be shared with the other gateways; retry the request")
+			return
+		}
 	}
 	h := rw.Header()
 	h.Set("Cache-Control", "no-store")
@@ -71,7 +82,7 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 // It returns a non-zero HTTP status and a description when the request is unusable.
 func readForm(req *http.Request, limit int64) (url.Values, int, string) {
 	if req.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, "The request body is larger than 16 KiB"
+		return nil, http.StatusRequestEntityTooLarge, "The request body is larger than 64 KiB"
 	}
 	mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -85,7 +96,7 @@ func readForm(req *http.Request, limit int64) (url.Values, int, string) {
 		}
 	}
 	if int64(len(body)) > limit {
-		return nil, http.StatusRequestEntityTooLarge, "The request body is larger than 16 KiB"
+		return nil, http.StatusRequestEntityTooLarge, "The request body is larger than 64 KiB"
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {

@@ -10,9 +10,54 @@ import (
 	"time"
 )
 
-// A token is only ever known by the SHA-256 of its exact string.
+// hashToken is the SHA-256 of a token's exact string: the key of version-1 wire
+// messages, and of every token that is not a JWS or JWE compact token.
 func hashToken(tok string) [32]byte {
 	return sha256.Sum256([]byte(tok))
+}
+
+// Key kinds (wire format version 2).
+const (
+	kindToken = "token" // SHA-256 of the exact token
+	kindJWS   = "jws"   // SHA-256 of the JWS signing input (header.payload)
+	kindJWE   = "jwe"   // SHA-256 of the JWE's canonical spelling
+)
+
+// tokenKey is the key a token is revoked and looked up by, and its kind.
+//
+// A signed JWT has many spellings that verifiers accept as the same token: the unused
+// low bits of the signature's last base64url character, '=' padding, and for ECDSA the
+// high-s twin of the signature. None of them changes the signing input (the header and
+// payload text, which the signature covers exactly), so a JWS compact token (exactly
+// two dots, header segment starting with 'e', the base64url of '{') is known by the
+// SHA-256 of its signing input. A JWE compact token (four dots) is known by the
+// SHA-256 of its canonical spelling: each segment decoded (leniently, as verifiers do)
+// and encoded again without padding. Any other token is known by its exact string.
+func tokenKey(tok string) ([32]byte, string) {
+	if len(tok) > 0 && tok[0] == 'e' {
+		switch strings.Count(tok, ".") {
+		case 2:
+			return sha256.Sum256([]byte(tok[:strings.LastIndexByte(tok, '.')])), kindJWS
+		case 4:
+			if c, ok := canonicalJWE(tok); ok {
+				return sha256.Sum256([]byte(c)), kindJWE
+			}
+		}
+	}
+	return sha256.Sum256([]byte(tok)), kindToken
+}
+
+// canonicalJWE re-spells the five segments of a JWE compact token canonically.
+func canonicalJWE(tok string) (string, bool) {
+	parts := strings.Split(tok, ".")
+	for i, p := range parts {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(p, "="))
+		if err != nil {
+			return "", false
+		}
+		parts[i] = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	return strings.Join(parts, "."), true
 }
 
 // shortHash names a token in log lines without revealing it.
@@ -57,14 +102,21 @@ func jwtExpiry(tok string) (int64, bool) {
 }
 
 // revocationExpiry is when a revocation of tok stops mattering: the JWT's exp plus the
-// allowed clock skew, or now + defaultTTL for a token whose expiry cannot be read.
+// allowed clock skew, or now + defaultTTL for a token whose expiry cannot be read, and
+// never later than now + maxTTL (the exp of an unverified JWT is whatever its sender
+// wrote: 1e30 would otherwise plant an entry until the year 9999).
 func revocationExpiry(tok string, now time.Time, s *settings) int64 {
+	e := now.Add(s.defaultTTL).Unix()
 	if exp, ok := jwtExpiry(tok); ok {
-		e := exp + int64(s.clockSkew/time.Second)
-		if e > maxExpiry {
-			e = maxExpiry
-		}
-		return e
+		e = exp + int64(s.clockSkew/time.Second)
 	}
-	return now.Add(s.defaultTTL).Unix()
+	return capExpiry(e, now.Unix(), s.maxTTL)
+}
+
+// capExpiry bounds an expiry to now + maxTTL.
+func capExpiry(exp, now int64, maxTTL time.Duration) int64 {
+	if limit := now + int64(maxTTL/time.Second); exp > limit {
+		return limit
+	}
+	return exp
 }

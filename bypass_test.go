@@ -1,0 +1,375 @@
+package tokenrevoke
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The bypass tests: a client holding a revoked token tries every spelling and every
+// place a backend might read it from. Each case says what the gateway must answer.
+
+// es256Token signs a JWT with key and returns it with its raw signature parts.
+func es256Token(t testing.TB, key *ecdsa.PrivateKey, claims string) (string, *big.Int, *big.Int) {
+	t.Helper()
+	seg := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	input := seg(`{"alg":"ES256","typ":"JWT"}`) + "." + seg(claims)
+	digest := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(es256Sig(r, s)), r, s
+}
+
+func es256Sig(r, s *big.Int) []byte {
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return sig
+}
+
+// lenientES256Verify verifies tok the way lenient verifiers do (golang-jwt's default
+// among them): segments decoded with Go's non-strict base64 after dropping padding,
+// and crypto/ecdsa, which accepts high-s signatures.
+func lenientES256Verify(tok string, pub *ecdsa.PublicKey) bool {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[2], "="))
+	if err != nil || len(sig) != 64 {
+		return false
+	}
+	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	return ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
+}
+
+// respellings returns spellings of tok that a lenient verifier accepts as the same
+// token: other unused low bits in the signature's last character, padding, and the
+// high-s twin (r, n-s).
+func respellings(t *testing.T, tok string, r, s *big.Int, curve elliptic.Curve) map[string]string {
+	t.Helper()
+	dot := strings.LastIndexByte(tok, '.')
+	input, sig := tok[:dot], tok[dot+1:]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	// 64 bytes are 86 characters: the last one carries 2 bits, its 4 low bits are unused.
+	lowBits := alphabet[last^0x0F : last^0x0F+1]
+	highS := new(big.Int).Sub(curve.Params().N, s)
+	twin := base64.RawURLEncoding.EncodeToString(es256Sig(r, highS))
+	return map[string]string{
+		"low bits of the last signature character": input + "." + sig[:len(sig)-1] + lowBits,
+		"padded signature":                          input + "." + sig + "==",
+		"high-s twin":                               input + "." + twin,
+		"high-s twin, padded":                       input + "." + twin + "==",
+	}
+}
+
+func TestBypassReencodedJWT(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := `{"sub":"u1","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`
+	tok, r, s := es256Token(t, key, claims)
+	if !lenientES256Verify(tok, &key.PublicKey) {
+		t.Fatal("the original token does not verify")
+	}
+	variants := respellings(t, tok, r, s, elliptic.P256())
+	for name, v := range variants {
+		if v == tok {
+			t.Fatalf("%s: not a different spelling", name)
+		}
+		// The premise: a backend would accept this spelling as the original token.
+		if !lenientES256Verify(v, &key.PublicKey) {
+			t.Fatalf("%s: a lenient verifier rejects it, so it proves nothing", name)
+		}
+	}
+
+	// Revoke the original: every spelling is rejected, in every place.
+	m, _ := newTestMiddleware(t, nil)
+	if rec := serve(m, revokeReq("token="+url.QueryEscape(tok), basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Fatalf("revoke: %d", rec.Code)
+	}
+	for name, v := range variants {
+		checkError(t, serve(m, bearerReq(v)), http.StatusUnauthorized, errInvalidToken)
+		q := httptest.NewRequest(http.MethodGet, "/x?access_token="+url.QueryEscape(v), nil)
+		if rec := serve(m, q); rec.Code != http.StatusUnauthorized {
+			t.Errorf("%s in the query: %d, want 401", name, rec.Code)
+		}
+	}
+
+	// Revoke a re-spelling: the original is rejected too.
+	m2, _ := newTestMiddleware(t, nil)
+	serve(m2, revokeReq("token="+url.QueryEscape(variants["high-s twin"]), basic("portal", "s3cret")))
+	checkError(t, serve(m2, bearerReq(tok)), http.StatusUnauthorized, errInvalidToken)
+
+	// Another token of the same key and header (a different payload) still passes.
+	other, _, _ := es256Token(t, key, `{"sub":"u2"}`)
+	if rec := serve(m, bearerReq(other)); rec.Code != http.StatusTeapot {
+		t.Errorf("a different JWT: %d, want to pass", rec.Code)
+	}
+}
+
+func TestTokenKeys(t *testing.T) {
+	jwe := "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..AAAAAAAAAAAAAAAA.Y2lwaGVy.dGFndGFndGFndGFnMTI"
+	jweBits := jwe[:len(jwe)-1] + "J" // "I" and "J" differ only in unused low bits
+	cases := []struct {
+		a, b string
+		same bool
+	}{
+		{"eyJh.eyJw.sig1", "eyJh.eyJw.sig2", true},
+		{"eyJh.eyJw.sig1", "eyJh.eyJx.sig1", false},
+		{"eyJh.eyJw.sig1", "eyJh.eyJw.sig1.", false},
+		{"v4.local.abc", "v4.local.abd", false}, // PASETO: not a JWS, exact string
+		{"abc.def.ghi", "abc.def.xyz", false},
+		{jwe, jweBits, true},
+		{jwe, jwe + "==", true},
+		{jwe, strings.Replace(jwe, "Y2lwaGVy", "Y2lwaGVz", 1), false},
+		{"opaque", "opaque ", false},
+	}
+	for _, tc := range cases {
+		ka, _ := tokenKey(tc.a)
+		kb, _ := tokenKey(tc.b)
+		if (ka == kb) != tc.same {
+			t.Errorf("tokenKey(%q) == tokenKey(%q) is %v, want %v", tc.a, tc.b, ka == kb, tc.same)
+		}
+	}
+	if _, kind := tokenKey(jwe); kind != kindJWE {
+		t.Errorf("kind of a JWE = %s", kind)
+	}
+	if k, kind := tokenKey("opaque"); kind != kindToken || k != hashToken("opaque") {
+		t.Errorf("an opaque token is not keyed by its exact string")
+	}
+}
+
+// bypassCase is one request built around the revoked token.
+type bypassCase struct {
+	name   string
+	req    func(tok string) *http.Request
+	status int
+}
+
+func getWithAuth(values ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/api/orders", nil)
+	for _, v := range values {
+		r.Header.Add("Authorization", v)
+	}
+	return r
+}
+
+func headerCases() []bypassCase {
+	h := func(format string) func(string) *http.Request {
+		return func(tok string) *http.Request { return getWithAuth(strings.ReplaceAll(format, "{T}", tok)) }
+	}
+	return []bypassCase{
+		{"canonical", h("Bearer {T}"), 401},
+		{"lowercase scheme, several spaces", h("bearer   {T}"), 401},
+		{"tab after the scheme", h("Bearer\t{T}"), 400},
+		{"space and tab", h("Bearer \t{T}"), 400},
+		{"a second word (Node split(' ')[1])", h("Bearer {T} extra"), 400},
+		{"a word before", h("Bearer junk {T}"), 400},
+		{"non-breaking space (Python split())", h("Bearer {T}\u00a0x"), 400},
+		{"Latin-1 NBSP byte", h("Bearer {T}\xa0x"), 400},
+		{"comma list", h("Bearer {T},Bearer x"), 400},
+		{"scheme glued with a colon", h("Bearer:{T}"), 400},
+		{"other scheme (split(' ')[1])", h("Token {T}"), 401},
+		{"JWT scheme", h("JWT {T}"), 401},
+		{"bare token (TrimPrefix(\"Bearer \"))", h("{T}"), 401},
+		{"other scheme, last of several words (split(' ').pop())", h("Digest a {T}"), 401},
+		{"other scheme, tab", h("X\t{T}"), 401},
+		{"two headers", func(tok string) *http.Request { return getWithAuth("Bearer fine", "Bearer "+tok) }, 400},
+		{"two headers, revoked first", func(tok string) *http.Request { return getWithAuth("Bearer "+tok, "Bearer fine") }, 400},
+	}
+}
+
+func queryCases() []bypassCase {
+	q := func(raw string) func(string) *http.Request {
+		return func(tok string) *http.Request {
+			return httptest.NewRequest(http.MethodGet, "/api/orders?"+strings.ReplaceAll(raw, "{T}", url.QueryEscape(tok)), nil)
+		}
+	}
+	flood := strings.Repeat("p=1&", 10001)
+	return []bypassCase{
+		{"access_token", q("access_token={T}"), 401},
+		{"percent-encoded underscore", q("access%5Ftoken={T}"), 401},
+		{"percent-encoded first letter", q("%61ccess_token={T}"), 401},
+		{"upper case name", q("ACCESS_TOKEN={T}"), 401},
+		{"empty first value", q("access_token=&access_token={T}"), 401},
+		{"after a semicolon", q("x=1;access_token={T}"), 401},
+		{"array syntax", q("access_token[]={T}"), 401},
+		{"PHP dot", q("access.token={T}"), 401},
+		{"after 10,001 parameters", q(flood + "access_token={T}"), 401},
+		{"before 10,001 parameters", q("access_token={T}&" + flood), 401},
+		{"value with a broken escape elsewhere", q("a=%zz&access_token={T}"), 401},
+		{"padded value", q("access_token=%20{T}%20"), 401},
+		{"with a fine bearer header", func(tok string) *http.Request {
+			r := q("access_token={T}")(tok)
+			r.Header.Set("Authorization", "Bearer fine")
+			return r
+		}, 401},
+	}
+}
+
+func bodyReq(method, ct, body string) *http.Request {
+	r := httptest.NewRequest(method, "/api/orders", strings.NewReader(body))
+	if ct != "" {
+		r.Header.Set("Content-Type", ct)
+	}
+	return r
+}
+
+func multipartBody(name, cte, value string) string {
+	b := "--XyZ\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n"
+	if cte != "" {
+		b += "Content-Transfer-Encoding: " + cte + "\r\n"
+	}
+	return b + "\r\n" + value + "\r\n--XyZ--\r\n"
+}
+
+func bodyCases() []bypassCase {
+	form := "application/x-www-form-urlencoded"
+	f := func(method, ct, body string) func(string) *http.Request {
+		return func(tok string) *http.Request {
+			return bodyReq(method, ct, strings.ReplaceAll(body, "{T}", url.QueryEscape(tok)))
+		}
+	}
+	return []bypassCase{
+		{"POST form", f("POST", form, "a=1&access_token={T}"), 401},
+		{"PUT form", f("PUT", form, "access_token={T}"), 401},
+		{"PATCH form", f("PATCH", form, "access_token={T}"), 401},
+		{"GET with a form body", f("GET", form, "access_token={T}"), 401},
+		{"DELETE with a form body", f("DELETE", form, "access_token={T}"), 401},
+		{"charset parameter", f("POST", form+"; charset=utf-8", "access_token={T}"), 401},
+		{"upper-case media type", f("POST", "Application/X-WWW-Form-Urlencoded", "access_token={T}"), 401},
+		{"broken media parameters", f("POST", form+";;", "access_token={T}"), 401},
+		{"encoded name", f("POST", form, "access%5Ftoken={T}"), 401},
+		{"multipart", f("POST", "multipart/form-data; boundary=XyZ", multipartBody("access_token", "", "{T}")), 401},
+		{"multipart, upper-case name", f("POST", "multipart/form-data; boundary=XyZ", multipartBody("Access_Token", "", "{T}")), 401},
+		{"multipart quoted-printable", func(tok string) *http.Request {
+			qp := strings.ReplaceAll(tok, "=", "=3D")
+			return bodyReq("POST", "multipart/form-data; boundary=XyZ", multipartBody("access_token", "quoted-printable", qp))
+		}, 401},
+		{"multipart without boundary", f("POST", "multipart/form-data", multipartBody("access_token", "", "{T}")), 400},
+		{"multipart, wrong boundary", f("POST", "multipart/form-data; boundary=Other", multipartBody("access_token", "", "{T}")), 400},
+		{"chunked form", func(tok string) *http.Request {
+			r := bodyReq("POST", form, "access_token="+url.QueryEscape(tok))
+			r.ContentLength = -1
+			return r
+		}, 401},
+		{"gzip-encoded form", func(tok string) *http.Request {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			_, _ = zw.Write([]byte("access_token=" + url.QueryEscape(tok)))
+			_ = zw.Close()
+			r := bodyReq("POST", form, buf.String())
+			r.Header.Set("Content-Encoding", "gzip")
+			return r
+		}, 400},
+		{"two content types", func(tok string) *http.Request {
+			r := bodyReq("POST", form, "access_token="+url.QueryEscape(tok))
+			r.Header.Add("Content-Type", "application/json")
+			return r
+		}, 400},
+		{"form body over maxBodyCheck", f("POST", form, strings.Repeat("a", 70<<10)+"&access_token={T}"), 413},
+	}
+}
+
+// revokedFixture is a middleware with one revoked JWT and one revoked opaque token.
+func revokedFixture(t *testing.T) (*Middleware, *backend, []string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt, _, _ := es256Token(t, key, `{"sub":"u1"}`)
+	m, b := newTestMiddleware(t, nil)
+	toks := []string{jwt, "2YotnFZFEjr1zCsicMWpAA"}
+	for _, tok := range toks {
+		if rec := serve(m, revokeReq("token="+url.QueryEscape(tok), basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+			t.Fatalf("revoke: %d", rec.Code)
+		}
+	}
+	return m, b, toks
+}
+
+func runBypassCases(t *testing.T, cases []bypassCase) {
+	m, b, toks := revokedFixture(t)
+	for _, tc := range cases {
+		for _, tok := range toks {
+			before := b.count()
+			rec := serve(m, tc.req(tok))
+			if rec.Code != tc.status {
+				t.Errorf("%s (%.10s…): status %d, want %d (%s)", tc.name, tok, rec.Code, tc.status, rec.Body.String())
+				continue
+			}
+			if b.count() != before {
+				t.Errorf("%s: the request reached the backend", tc.name)
+			}
+			code := errInvalidToken
+			if tc.status != http.StatusUnauthorized {
+				code = errInvalidRequest
+			}
+			checkError(t, rec, tc.status, code)
+			// The same request shape with a token that is not revoked: only the
+			// refusals (400, 413) stay; a 401 must become a pass.
+			rec = serve(m, tc.req("fine-token"))
+			if tc.status == http.StatusUnauthorized && rec.Code != http.StatusTeapot {
+				t.Errorf("%s with a token that is not revoked: status %d, want the backend (%s)", tc.name, rec.Code, rec.Body.String())
+			}
+		}
+	}
+}
+
+func TestBypassHeader(t *testing.T) { runBypassCases(t, headerCases()) }
+func TestBypassQuery(t *testing.T)  { runBypassCases(t, queryCases()) }
+func TestBypassBody(t *testing.T)   { runBypassCases(t, bodyCases()) }
+
+func TestBodyReachesBackendByteForByte(t *testing.T) {
+	m, b := newTestMiddleware(t, nil)
+	bodies := []struct{ ct, body string }{
+		{"application/x-www-form-urlencoded", "a=1&access_token=fine&b=%zz;c"},
+		{"multipart/form-data; boundary=XyZ", multipartBody("access_token", "", "fine")},
+		{"application/json", `{"access_token":"anything"}`},
+		{"", "raw bytes \x00\xff"},
+	}
+	for _, tc := range bodies {
+		rec := serve(m, bodyReq(http.MethodPost, tc.ct, tc.body))
+		if rec.Code != http.StatusTeapot {
+			t.Fatalf("%q: status %d (%s)", tc.ct, rec.Code, rec.Body.String())
+		}
+		if got := b.body[len(b.body)-1]; got != tc.body {
+			t.Errorf("%q: backend got %q, want %q", tc.ct, got, tc.body)
+		}
+	}
+}
+
+func TestTokenLengthLimit(t *testing.T) {
+	m, b := newTestMiddleware(t, nil)
+	long := strings.Repeat("a", maxTokenLength+1)
+	checkError(t, serve(m, bearerReq(long)), http.StatusBadRequest, errInvalidRequest)
+	q := httptest.NewRequest(http.MethodGet, "/x?access_token="+long, nil)
+	checkError(t, serve(m, q), http.StatusBadRequest, errInvalidRequest)
+	if b.count() != 0 {
+		t.Fatal("a too long token reached the backend")
+	}
+	// The longest accepted token can be revoked, even fully percent-encoded.
+	edge := strings.Repeat("/", maxTokenLength)
+	if rec := serve(m, revokeReq("token="+url.QueryEscape(edge), basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Fatalf("revoking a %d-byte token: %d %s", len(edge), rec.Code, rec.Body.String())
+	}
+	checkError(t, serve(m, bearerReq(edge)), http.StatusUnauthorized, errInvalidToken)
+}

@@ -1,0 +1,360 @@
+package tokenrevoke
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/http"
+	"strings"
+)
+
+// Where a backend may read a bearer token, and how the gateway reads it the same way.
+//
+// The gateway must see every token a backend could accept. Backends are written many
+// ways: Go's r.FormValue and strings.Fields, Node's header.split(' ')[1] and body
+// parsers, Python's str.split() and partition(" "). So the rules below read each place
+// as the most lenient of those readers would, and where two readers could disagree
+// about which string is the token, the request is refused (400) rather than guessed:
+//
+//   - Authorization: at most one header. "Bearer" (any case), spaces, then a token of
+//     RFC 6750 b64token characters (letters, digits, -._~+/=) and nothing else is the
+//     canonical form. A value that starts with "bearer" followed by anything else (a tab,
+//     a second word, a non-ASCII space) is ambiguous: 400. Any other value (another
+//     scheme, or a bare token) is checked word by word, as a backend that ignores the
+//     scheme (split(' ')[1], TrimPrefix("Bearer ")) would read it.
+//   - Query and form bodies: every parameter whose name, percent-decoded and
+//     case-folded (with '.' and ' ' read as '_', as PHP does), is access_token or
+//     access_token[...]; pairs are split on '&' and ';' (older Python splits on both);
+//     escapes are decoded leniently (a broken escape stays as it is, as Node and Python
+//     leave it); every value is checked, not only the first.
+//   - Bodies: read when their media type is application/x-www-form-urlencoded or
+//     multipart/form-data, whatever the method (Node and Python parse GET bodies too),
+//     up to maxBodyCheck bytes (larger: 413), then handed on byte for byte. A form body
+//     with a Content-Encoding (body parsers inflate gzip) or several Content-Type
+//     headers is refused, as is a multipart body the gateway cannot parse.
+//   - A token longer than maxTokenLength is refused: the revoke endpoint could never
+//     have revoked it.
+
+// maxTokenLength is the longest token the gateway accepts anywhere (and can revoke).
+const maxTokenLength = 16 << 10
+
+// tokenChars are RFC 6750 b64token characters ('=' anywhere: it splits nothing).
+const tokenChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+
+// verdict of inspecting a request.
+const (
+	passRequest = iota
+	revokedRequest
+	refusedRequest // 400 or 413: see status and desc
+)
+
+// inspection is what the slow path learned about a request.
+type inspection struct {
+	verdict int
+	status  int    // with refusedRequest
+	desc    string // with refusedRequest
+	found   bool   // a token was present somewhere (failClosed)
+}
+
+func (in *inspection) refuse(status int, desc string) {
+	if in.verdict == passRequest {
+		in.verdict = refusedRequest
+		in.status = status
+		in.desc = desc
+	}
+}
+
+// inspect applies every rule above to req. It may replace req.Body with a buffered copy
+// of the same bytes.
+func (m *Middleware) inspect(req *http.Request, now int64) inspection {
+	var in inspection
+	m.inspectAuthorization(req, now, &in)
+	if in.verdict != passRequest {
+		return in
+	}
+	if req.URL.RawQuery != "" {
+		m.inspectParams(req.URL.RawQuery, now, &in)
+		if in.verdict != passRequest {
+			return in
+		}
+	}
+	if req.ContentLength != 0 && req.Body != nil && req.Body != http.NoBody {
+		m.inspectBody(req, now, &in)
+	}
+	return in
+}
+
+// checkToken records a candidate token and whether it is revoked; a backend that trims
+// the value would read it without surrounding spaces, so that spelling is checked too.
+func (m *Middleware) checkToken(tok string, now int64, in *inspection) {
+	if t := strings.TrimFunc(tok, isAnySpace); t != tok {
+		m.checkOne(t, now, in)
+	}
+	m.checkOne(tok, now, in)
+}
+
+func (m *Middleware) checkOne(tok string, now int64, in *inspection) {
+	if tok == "" {
+		return
+	}
+	in.found = true
+	if len(tok) > maxTokenLength {
+		in.refuse(http.StatusBadRequest, "The bearer token is longer than the gateway accepts")
+		return
+	}
+	if m.revoked(tok, now) {
+		in.verdict = revokedRequest
+	}
+}
+
+func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *inspection) {
+	values := req.Header["Authorization"]
+	if len(values) == 0 {
+		return
+	}
+	in.found = true
+	if len(values) > 1 {
+		in.refuse(http.StatusBadRequest, "The request has more than one Authorization header")
+		return
+	}
+	v := values[0]
+	if tok, ok := canonicalBearer(v); ok {
+		m.checkToken(tok, now, in)
+		return
+	}
+	if t := strings.TrimRight(v, " \t"); len(t) == 6 && strings.EqualFold(t, "bearer") {
+		return // the scheme without a token ("Bearer ", trimmed): nothing to check
+	}
+	if len(v) > 6 && strings.EqualFold(v[:6], "bearer") && !isSchemeChar(v[6]) {
+		in.refuse(http.StatusBadRequest, "The Bearer authorization header is malformed (use \"Bearer <token>\")")
+		return
+	}
+	// Another scheme, or a bare token: check every string a lenient backend could take
+	// for the token.
+	for _, c := range authCandidates(v) {
+		if len(c) <= maxTokenLength {
+			m.checkToken(c, now, in)
+			if in.verdict == revokedRequest {
+				return
+			}
+		}
+	}
+}
+
+// canonicalBearer returns the token of "Bearer<SP>+<b64token>" (scheme in any case).
+func canonicalBearer(v string) (string, bool) {
+	if len(v) < 8 || !strings.EqualFold(v[:6], "bearer") || v[6] != ' ' {
+		return "", false
+	}
+	tok := strings.TrimLeft(v[7:], " ")
+	if tok == "" || strings.Trim(tok, tokenChars) != "" {
+		return "", false
+	}
+	return tok, true
+}
+
+func isSchemeChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+// authCandidates lists what backends read as the token of an Authorization value that
+// is not a canonical bearer header: the whole value (TrimPrefix("Bearer ") on a value
+// without that prefix), the rest after the first space (partition(" ")), the second
+// space-separated piece (split(' ')[1]), and every whitespace-separated word (Fields,
+// str.split(), which also split on non-ASCII spaces).
+func authCandidates(v string) []string {
+	out := []string{strings.TrimSpace(v)}
+	if i := strings.IndexByte(v, ' '); i >= 0 {
+		rest := v[i+1:]
+		out = append(out, rest, strings.TrimSpace(rest))
+		if j := strings.IndexByte(rest, ' '); j >= 0 {
+			out = append(out, rest[:j])
+		}
+	}
+	// Every whitespace-separated word: Fields()[1], str.split()[1], and readers that
+	// take the last word.
+	return append(out, strings.FieldsFunc(v, isAnySpace)...)
+}
+
+// isAnySpace is whitespace as any mainstream backend splits on it: ASCII spaces and
+// control separators, and the Latin-1 bytes Python reads as spaces (NEL, NBSP).
+func isAnySpace(r rune) bool {
+	switch {
+	case r <= ' ':
+		return true
+	case r == 0x85 || r == 0xA0:
+		return true
+	case r >= 0x80 && r < 0x100:
+		return false
+	}
+	return r == 0x1680 || r >= 0x2000 && r <= 0x200a || r == 0x2028 || r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000 || r == 0xFFFD
+}
+
+// inspectParams checks the access_token parameters of a query or form body.
+func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
+	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), "access") {
+		return // no parameter can be called access_token, however it is spelled
+	}
+	for raw != "" {
+		var pair string
+		if i := strings.IndexAny(raw, "&;"); i >= 0 {
+			pair, raw = raw[:i], raw[i+1:]
+		} else {
+			pair, raw = raw, ""
+		}
+		key, value := pair, ""
+		if i := strings.IndexByte(pair, '='); i >= 0 {
+			key, value = pair[:i], pair[i+1:]
+		}
+		if isTokenParam(lenientUnescape(key)) {
+			m.checkToken(lenientUnescape(value), now, in)
+			if in.verdict != passRequest {
+				return
+			}
+		}
+	}
+}
+
+// isTokenParam reports whether a decoded parameter name is one a backend maps to
+// access_token.
+func isTokenParam(name string) bool {
+	if len(name) < 12 {
+		return false
+	}
+	n := strings.ToLower(strings.TrimSpace(name))
+	n = strings.NewReplacer(".", "_", " ", "_").Replace(n)
+	return n == "access_token" || strings.HasPrefix(n, "access_token[")
+}
+
+// lenientUnescape decodes a query or form component: '+' is a space, %XX is a byte, and
+// a malformed escape is kept as it is.
+func lenientUnescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}
+
+// formMediaType returns the lower-cased media type of req's Content-Type header ("" when
+// absent) and whether there was more than one such header.
+func formMediaType(req *http.Request) (mt string, params string, several bool) {
+	cts := req.Header["Content-Type"]
+	if len(cts) == 0 {
+		return "", "", false
+	}
+	ct := cts[0]
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct, params = ct[:i], ct[i:]
+	}
+	return strings.ToLower(strings.TrimSpace(ct)), params, len(cts) > 1
+}
+
+func (m *Middleware) inspectBody(req *http.Request, now int64, in *inspection) {
+	mt, _, several := formMediaType(req)
+	multipartBody := mt == "multipart/form-data"
+	if mt != "application/x-www-form-urlencoded" && !multipartBody {
+		if several {
+			in.refuse(http.StatusBadRequest, "The request has more than one Content-Type header")
+		}
+		return
+	}
+	if several {
+		in.refuse(http.StatusBadRequest, "The request has more than one Content-Type header")
+		return
+	}
+	if ce := req.Header["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		in.refuse(http.StatusBadRequest, "Form bodies with a Content-Encoding are not accepted")
+		return
+	}
+	limit := m.settings.maxBodyCheck
+	if req.ContentLength > limit {
+		in.refuse(http.StatusRequestEntityTooLarge, "The form body is larger than the gateway inspects")
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		in.refuse(http.StatusBadRequest, "The request body could not be read")
+		return
+	}
+	_ = req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if int64(len(body)) > limit {
+		in.refuse(http.StatusRequestEntityTooLarge, "The form body is larger than the gateway inspects")
+		return
+	}
+	if !multipartBody {
+		m.inspectParams(string(body), now, in)
+		return
+	}
+	m.inspectMultipart(req, body, now, in)
+}
+
+// inspectMultipart checks every part named access_token, raw and with its transfer
+// encoding decoded (Go decodes quoted-printable parts, other parsers do not).
+func (m *Middleware) inspectMultipart(req *http.Request, body []byte, now int64, in *inspection) {
+	_, params, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	boundary := params["boundary"]
+	if err != nil || boundary == "" {
+		in.refuse(http.StatusBadRequest, "The multipart body has no usable boundary")
+		return
+	}
+	r := multipart.NewReader(bytes.NewReader(body), boundary)
+	for {
+		p, err := r.NextRawPart()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
+			return
+		}
+		if !isTokenParam(p.FormName()) {
+			continue
+		}
+		raw, err := io.ReadAll(io.LimitReader(p, int64(maxTokenLength)+1))
+		if err != nil {
+			in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
+			return
+		}
+		m.checkToken(string(raw), now, in)
+		if strings.EqualFold(p.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
+			dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+			if err == nil {
+				m.checkToken(string(dec), now, in)
+			}
+		}
+		if in.verdict != passRequest {
+			return
+		}
+	}
+}
