@@ -72,9 +72,9 @@ func respellings(t *testing.T, tok string, r, s *big.Int, curve elliptic.Curve) 
 	twin := base64.RawURLEncoding.EncodeToString(es256Sig(r, highS))
 	return map[string]string{
 		"low bits of the last signature character": input + "." + sig[:len(sig)-1] + lowBits,
-		"padded signature":                          input + "." + sig + "==",
-		"high-s twin":                               input + "." + twin,
-		"high-s twin, padded":                       input + "." + twin + "==",
+		"padded signature":                         input + "." + sig + "==",
+		"high-s twin":                              input + "." + twin,
+		"high-s twin, padded":                      input + "." + twin + "==",
 	}
 }
 
