@@ -191,6 +191,7 @@ func headerCases() []bypassCase {
 		{"bare token (TrimPrefix(\"Bearer \"))", h("{T}"), 401},
 		{"other scheme, last of several words (split(' ').pop())", h("Digest a {T}"), 401},
 		{"other scheme, tab", h("X\t{T}"), 401},
+		{"other scheme, too many words", h(strings.Repeat("w ", 40) + "{T}"), 400},
 		{"two headers", func(tok string) *http.Request { return getWithAuth("Bearer fine", "Bearer "+tok) }, 400},
 		{"two headers, revoked first", func(tok string) *http.Request { return getWithAuth("Bearer "+tok, "Bearer fine") }, 400},
 	}
@@ -212,8 +213,9 @@ func queryCases() []bypassCase {
 		{"after a semicolon", q("x=1;access_token={T}"), 401},
 		{"array syntax", q("access_token[]={T}"), 401},
 		{"PHP dot", q("access.token={T}"), 401},
-		{"after 10,001 parameters", q(flood + "access_token={T}"), 401},
-		{"before 10,001 parameters", q("access_token={T}&" + flood), 401},
+		{"after 10,001 parameters", q(flood + "access_token={T}"), 400},
+		{"before 10,001 parameters", q("access_token={T}&" + flood), 400},
+		{"after 9,000 parameters", q(strings.Repeat("p=1&", 9000) + "access_token={T}"), 401},
 		{"value with a broken escape elsewhere", q("a=%zz&access_token={T}"), 401},
 		{"padded value", q("access_token=%20{T}%20"), 401},
 		{"with a fine bearer header", func(tok string) *http.Request {
@@ -372,4 +374,72 @@ func TestTokenLengthLimit(t *testing.T) {
 		t.Fatalf("revoking a %d-byte token: %d %s", len(edge), rec.Code, rec.Body.String())
 	}
 	checkError(t, serve(m, bearerReq(edge)), http.StatusUnauthorized, errInvalidToken)
+}
+
+func TestRevocationRatePerClient(t *testing.T) {
+	m, _ := newTestMiddleware(t, func(c *Config) {
+		c.Clients[0].RatePerMinute = 5
+		c.Clients[1].RatePerMinute = -1
+	})
+	for i := 0; i < 5; i++ {
+		if rec := serve(m, revokeReq("token=junk-"+strconv.Itoa(i), basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+			t.Fatalf("revocation %d: %d", i, rec.Code)
+		}
+	}
+	rec := serve(m, revokeReq("token=junk-5", basic("portal", "s3cret")))
+	checkError(t, rec, http.StatusTooManyRequests, errTooManyRequests)
+	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 || ra > 12 {
+		t.Errorf("Retry-After = %q, want 1 to 12 seconds (one revocation every 12 s)", rec.Header().Get("Retry-After"))
+	}
+	// The refused revocation changed nothing.
+	if rec := serve(m, bearerReq("junk-5")); rec.Code != http.StatusTeapot {
+		t.Errorf("a refused revocation was applied: %d", rec.Code)
+	}
+	// Another client (no limit) is not affected.
+	for i := 0; i < 50; i++ {
+		if rec := serve(m, revokeReq("token=other-"+strconv.Itoa(i), basic("hashed", "other-secret"))); rec.Code != http.StatusOK {
+			t.Fatalf("unlimited client, revocation %d: %d", i, rec.Code)
+		}
+	}
+	// The bucket refills: one revocation per 12 s.
+	now := time.Now()
+	if ok, _ := m.domain.limiter.allow("portal", 5, now.Add(11*time.Second)); ok {
+		t.Error("allowed again after 11 s")
+	}
+	if ok, _ := m.domain.limiter.allow("portal", 5, now.Add(13*time.Second)); !ok {
+		t.Error("not allowed after 13 s")
+	}
+}
+
+func TestDefaultRateAndMaxTTL(t *testing.T) {
+	s, err := parseConfig(&Config{Clients: []ClientConfig{{ID: "a", Secret: "x"}, {ID: "b", Secret: "y", RatePerMinute: -1}}, CacheSize: 10, DefaultTTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rates["a"] != defaultRatePerMinute || s.rates["b"] != 0 {
+		t.Errorf("rates = %v", s.rates)
+	}
+	if s.maxTTL != 90*24*time.Hour || s.maxBodyCheck != 64<<10 {
+		t.Errorf("maxTTL %s, maxBodyCheck %d", s.maxTTL, s.maxBodyCheck)
+	}
+	for _, c := range []*Config{
+		{Clients: []ClientConfig{{ID: "a", Secret: "x", RatePerMinute: -2}}, CacheSize: 1},
+		{Clients: []ClientConfig{{ID: "a", Secret: "x"}}, CacheSize: 1, DefaultTTL: "48h", MaxTTL: "24h"},
+		{Clients: []ClientConfig{{ID: "a", Secret: "x"}}, CacheSize: 1, MaxBodyCheck: 10},
+	} {
+		if _, err := parseConfig(c); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+
+	// A made-up JWT claiming exp 1e30 is held for maxTTL, not until the year 9999.
+	m, _ := newTestMiddleware(t, func(c *Config) { c.MaxTTL = "48h" })
+	seg := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	tok := seg(`{"alg":"none"}`) + "." + seg(`{"exp":1e30}`) + ".x"
+	serve(m, revokeReq("token="+tok, basic("portal", "s3cret")))
+	key, _ := tokenKey(tok)
+	slot := m.store.index[key]
+	if exp := m.store.exps[slot]; exp > time.Now().Add(48*time.Hour).Unix()+1 || exp < time.Now().Add(47*time.Hour).Unix() {
+		t.Errorf("stored expiry %s, want about now + 48h", time.Unix(exp, 0))
+	}
 }

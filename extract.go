@@ -40,6 +40,15 @@ import (
 // maxTokenLength is the longest token the gateway accepts anywhere (and can revoke).
 const maxTokenLength = 16 << 10
 
+// maxParams and maxAuthWords bound the interpreted work one request can cause: a query
+// or form body that may name access_token and has more parameters, or an Authorization
+// value of another scheme with more words, is refused rather than read for seconds.
+// (Go's own query parser stops at 10,000 parameters; Node's qs at 1,000.)
+const (
+	maxParams    = 10000
+	maxAuthWords = 32
+)
+
 // tokenChars are RFC 6750 b64token characters ('=' anywhere: it splits nothing).
 const tokenChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
 
@@ -133,7 +142,12 @@ func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *insp
 	}
 	// Another scheme, or a bare token: check every string a lenient backend could take
 	// for the token.
-	for _, c := range authCandidates(v) {
+	cands := authCandidates(v)
+	if len(cands) > maxAuthWords+4 {
+		in.refuse(http.StatusBadRequest, "The Authorization header has too many words")
+		return
+	}
+	for _, c := range cands {
 		if len(c) <= maxTokenLength {
 			m.checkToken(c, now, in)
 			if in.verdict == revokedRequest {
@@ -197,6 +211,10 @@ func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
 	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), "access") {
 		return // no parameter can be called access_token, however it is spelled
 	}
+	if strings.Count(raw, "&")+strings.Count(raw, ";") >= maxParams {
+		in.refuse(http.StatusBadRequest, "Too many parameters to inspect for an access token")
+		return
+	}
 	for raw != "" {
 		var pair string
 		if i := strings.IndexAny(raw, "&;"); i >= 0 {
@@ -208,7 +226,7 @@ func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
 		if i := strings.IndexByte(pair, '='); i >= 0 {
 			key, value = pair[:i], pair[i+1:]
 		}
-		if isTokenParam(lenientUnescape(key)) {
+		if len(key) >= len("access_token") && isTokenParam(lenientUnescape(key)) {
 			m.checkToken(lenientUnescape(value), now, in)
 			if in.verdict != passRequest {
 				return
@@ -223,10 +241,12 @@ func isTokenParam(name string) bool {
 	if len(name) < 12 {
 		return false
 	}
-	n := strings.ToLower(strings.TrimSpace(name))
-	n = strings.NewReplacer(".", "_", " ", "_").Replace(n)
+	n := paramNameFolder.Replace(strings.ToLower(strings.TrimSpace(name)))
 	return n == "access_token" || strings.HasPrefix(n, "access_token[")
 }
+
+// paramNameFolder reads '.' and ' ' in a parameter name as '_' (PHP does).
+var paramNameFolder = strings.NewReplacer(".", "_", " ", "_")
 
 // lenientUnescape decodes a query or form component: '+' is a space, %XX is a byte, and
 // a malformed escape is kept as it is.

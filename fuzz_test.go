@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -73,3 +74,106 @@ type stringBody struct{ *strings.Reader }
 func (stringBody) Close() error { return nil }
 
 func httpBody(s string) stringBody { return stringBody{strings.NewReader(s)} }
+
+// FuzzBypassDifferential sends random requests that may carry a revoked token and asks
+// reference extractors, written the ways backends read tokens, what they would find:
+// Go's r.FormValue (query and form or multipart body), Go's query parser without a
+// parameter limit, strings.Fields on the Authorization header, a split on its first
+// space (Node's split(' ')[1]), and TrimPrefix("Bearer "). Whenever one of them finds a
+// revoked token, the gateway must not have passed the request to the backend.
+//
+//	go test -run '^$' -fuzz FuzzBypassDifferential -fuzztime 5m .
+func FuzzBypassDifferential(f *testing.F) {
+	const jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
+	revoked := []string{"R1", jws}
+	for _, seed := range [][5]string{
+		{"Bearer R1", "", "", "", "GET"},
+		{"Bearer\tR1", "", "", "", "GET"},
+		{"Bearer R1 x", "", "", "", "GET"},
+		{"Token R1", "", "", "", "GET"},
+		{"", "access%5Ftoken=R1", "", "", "GET"},
+		{"", "a=1;access_token=R1", "", "", "GET"},
+		{"", "", "access_token=R1", "application/x-www-form-urlencoded", "POST"},
+		{"", "", "--B\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\nR1\r\n--B--\r\n", "multipart/form-data; boundary=B", "PUT"},
+		{"Bearer " + jws + "x", "", "", "", "GET"},
+		{"", "access_token=" + jws + "%3D%3D", "", "", "GET"},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3], seed[4])
+	}
+	m, b := newTestMiddleware(f, func(c *Config) { c.Clients[0].RatePerMinute = -1 })
+	for _, tok := range revoked {
+		if rec := serve(m, revokeReq("token="+url.QueryEscape(tok), basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+			f.Fatalf("revoke %q: %d", tok, rec.Code)
+		}
+	}
+	isRevoked := func(tok string) bool {
+		k, _ := tokenKey(tok)
+		for _, r := range revoked {
+			if rk, _ := tokenKey(r); rk == k {
+				return true
+			}
+		}
+		return false
+	}
+	f.Fuzz(func(t *testing.T, auth, query, body, contentType, method string) {
+		if !validMethod(method) {
+			method = http.MethodGet
+		}
+		mk := func() *http.Request {
+			req := httptest.NewRequest(http.MethodGet, "/api/orders", nil)
+			req.Method = method
+			req.URL.RawQuery = query
+			if body != "" {
+				req.Body = httpBody(body)
+				req.ContentLength = int64(len(body))
+			}
+			if auth != "" {
+				req.Header["Authorization"] = []string{auth}
+			}
+			if contentType != "" {
+				req.Header.Set("Content-Type", contentType)
+			}
+			return req
+		}
+		var found []string
+		if r := mk(); true {
+			if v := r.FormValue("access_token"); v != "" {
+				found = append(found, v)
+			}
+			if r.MultipartForm != nil {
+				found = append(found, r.MultipartForm.Value["access_token"]...)
+			}
+			found = append(found, r.Form["access_token"]...)
+		}
+		for _, pair := range strings.Split(query, "&") {
+			k, v, _ := strings.Cut(pair, "=")
+			if uk, err := url.QueryUnescape(k); err == nil && uk == "access_token" {
+				if uv, err := url.QueryUnescape(v); err == nil {
+					found = append(found, uv)
+				}
+			}
+		}
+		if fields := strings.Fields(auth); len(fields) > 1 {
+			found = append(found, fields[1])
+		}
+		if _, rest, ok := strings.Cut(auth, " "); ok {
+			found = append(found, rest, strings.Split(rest, " ")[0])
+		}
+		found = append(found, strings.TrimPrefix(auth, "Bearer "))
+		hit := ""
+		for _, tok := range found {
+			if isRevoked(tok) {
+				hit = tok
+			}
+		}
+		before := b.count()
+		rec := httptest.NewRecorder()
+		m.ServeHTTP(rec, mk())
+		if hit != "" && b.count() != before {
+			t.Fatalf("a reference extractor found revoked token %q, yet the gateway passed the request (auth %q, query %q, body %q, type %q)", hit, auth, query, body, contentType)
+		}
+		if rec.Code != http.StatusTeapot && rec.Code != 400 && rec.Code != 401 && rec.Code != 413 {
+			t.Fatalf("undocumented status %d", rec.Code)
+		}
+	})
+}
