@@ -112,8 +112,10 @@ async function configuration({ optionalDiscovery = false } = {}) {
 
 // ---------------------------------------------------------------- the "browser"
 
-// A cookie jar: host, path-prefix matching, expiry by Max-Age/Expires. Enough for the
-// provider's _session, _interaction and _interaction_resume cookies (and their .sig).
+// A cookie jar: host name (cookies ignore ports, as in browsers), path-prefix matching,
+// expiry by Max-Age/Expires. Enough for the provider's _session, _interaction and
+// _interaction_resume cookies (and their .sig), whether it is reached directly or
+// through a gateway on another port.
 class Jar {
   constructor(cookies = []) { this.cookies = cookies; }
 
@@ -125,7 +127,7 @@ class Jar {
     const now = Date.now();
     this.cookies = this.cookies.filter((c) => !c.expires || c.expires > now);
     return this.cookies
-      .filter((c) => c.host === url.host && (url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`)))
+      .filter((c) => c.host === url.hostname && (url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`)))
       .map((c) => `${c.name}=${c.value}`).join('; ');
   }
 
@@ -133,7 +135,7 @@ class Jar {
     for (const line of res.headers.getSetCookie()) {
       const [pair, ...attrs] = line.split(';').map((s) => s.trim());
       const eq = pair.indexOf('=');
-      const c = { name: pair.slice(0, eq), value: pair.slice(eq + 1), host: url.host, path: '/' };
+      const c = { name: pair.slice(0, eq), value: pair.slice(eq + 1), host: url.hostname, path: '/' };
       for (const a of attrs) {
         const [k, v = ''] = a.split('=');
         const key = k.toLowerCase();
@@ -183,8 +185,9 @@ async function browse(jar, start, { stopAt, user, password, confirmLogout }) {
   let method = 'GET';
   let body;
   const trail = [];
+  const forms = [];
   for (let hop = 0; hop < 25; hop += 1) {
-    if (stopAt && url.href.startsWith(stopAt)) return { url, trail };
+    if (stopAt && url.href.startsWith(stopAt)) return { url, trail, forms };
     const headers = { cookie: jar.header(url), accept: 'text/html' };
     if (body) headers['content-type'] = 'application/x-www-form-urlencoded';
     const res = await fetch(url, {
@@ -203,7 +206,8 @@ async function browse(jar, start, { stopAt, user, password, confirmLogout }) {
       throw new Error(`${trail.at(-1)}: ${text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 500)}`);
     }
     const form = parseForm(text, url);
-    if (!form) return { url, page: text, trail };
+    if (!form) return { url, page: text, trail, forms };
+    forms.push(form.id ?? form.fields.prompt ?? form.action.pathname);
     if ('login' in form.fields) {
       if (!user) throw new Error('the provider asks for a login and no --user was given');
       form.fields.login = user;
@@ -302,7 +306,10 @@ async function logout() {
   if (o['post-logout-redirect-uri']) params.post_logout_redirect_uri = o['post-logout-redirect-uri'];
   const url = client.buildEndSessionUrl(config, params);
   const stopAt = o['post-logout-redirect-uri'];
-  const { url: last, trail } = await browse(jar, url, { stopAt, confirmLogout: true });
+  const { url: last, trail, forms } = await browse(jar, url, { stopAt, confirmLogout: true });
+  // Without the provider's session cookie the provider shows no confirmation form, posts
+  // an empty logout by itself, and no back-channel logout happens.
+  if (!forms.includes('op.logoutForm')) throw new Error(`no logout confirmation page, no provider session in the cookies? ${trail.join(', ')}`);
   const confirmed = trail.some((t) => /^POST .*\/session\/end\/confirm -> 30\d$/.test(t));
   if (!confirmed) throw new Error(`logout was not confirmed: ${trail.join(', ')}`);
   out({ ok: true, final_url: last.href, trail, cookies: jar.dump() });

@@ -215,10 +215,17 @@ const provider = new Provider(issuer, {
   },
   // The session id of the login (the `sid` the back-channel logout token carries, per
   // client) goes into every access token, refreshed ones included: the token remembers
-  // the sid of the authorization code or refresh token it came from.
+  // the sid of the authorization code or refresh token it came from. oidc-provider puts a
+  // sid there only for clients with back-channel (or front-channel) logout; for others
+  // it is read from the provider session the token belongs to, while that lives.
   async extraTokenClaims(_ctx, token) {
-    if (token.kind === 'AccessToken' && token.sid) return { sid: token.sid };
-    return undefined;
+    if (token.kind !== 'AccessToken') return undefined;
+    let { sid } = token;
+    if (!sid && token.sessionUid) {
+      const session = await provider.Session.findByUid(token.sessionUid);
+      sid = session?.sidFor(token.clientId);
+    }
+    return sid ? { sid } : undefined;
   },
   // A refresh token with every code grant of a client allowed refresh_token, without
   // offline_access. Without offline_access (the default of client.mjs) tokens expire with

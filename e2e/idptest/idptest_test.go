@@ -1,12 +1,15 @@
 package idptest_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,5 +256,44 @@ func TestAlgorithmsTwoReceiversForeignRevocation(t *testing.T) {
 	}
 	if !got.ok || got.user != "portal" || got.pass != "s3cret" || got.token != s.AccessToken || got.hint != "access_token" {
 		t.Errorf("the endpoint got %+v", got)
+	}
+}
+
+// The issuer names a gateway in front of the provider (with a path): tokens carry it,
+// discovery through the gateway names the gateway's endpoints, and the token endpoint
+// can be reached through it.
+func TestIssuerBehindGateway(t *testing.T) {
+	var target atomic.Pointer[url.URL]
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httputil.NewSingleHostReverseProxy(target.Load()).ServeHTTP(w, r)
+	}))
+	defer gw.Close()
+	issuer := gw.URL + "/idp"
+	idp := idptest.Start(t, idptest.Options{Issuer: issuer})
+	u, _ := url.Parse(idp.URL)
+	target.Store(u)
+	if idp.Issuer != issuer || !strings.HasPrefix(idp.TokenEndpoint, idp.URL+"/idp/") {
+		t.Fatalf("issuer %s, token endpoint %s", idp.Issuer, idp.TokenEndpoint)
+	}
+
+	res, err := http.Get(issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disc map[string]any
+	err = json.NewDecoder(res.Body).Decode(&disc)
+	res.Body.Close()
+	if err != nil || disc["issuer"] != issuer || disc["token_endpoint"] != issuer+"/token" {
+		t.Fatalf("discovery through the gateway: %v %v", disc, err)
+	}
+
+	jwks := idp.JWKS(t)
+	s := idp.Login(t, "carol", idptest.TokenEndpoint(issuer+"/token"))
+	checkAccessToken(t, idp, jwks, s, "RS256")
+	r := idp.Refresh(t, s, idptest.TokenEndpoint(issuer+"/token"))
+	checkAccessToken(t, idp, jwks, r, "RS256")
+	idp.Logout(t, r, idptest.EndSessionEndpoint(issuer+"/session/end"))
+	if _, err := idp.TryRefresh(r); err == nil {
+		t.Error("refresh after logout still works")
 	}
 }
