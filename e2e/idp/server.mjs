@@ -18,6 +18,7 @@
 //     "sessionTTL": 86400,
 //     "resource": "https://api.tokenrevoke.test", // resource indicator = aud of access tokens
 //     "rotateRefreshToken": true,
+//     "backchannelTimeoutMs": 10000,    // per back-channel logout POST
 //     "clients": [{
 //       "client_id": "rp", "client_secret": "rp-secret",
 //       "redirect_uris": ["http://127.0.0.1/tokenrevoke-e2e/callback"],
@@ -140,8 +141,10 @@ const clientUris = new Map(clients.map(({ meta, uris }) => [meta.client_id, uris
 // oidc-provider 9 sends its outgoing requests (back-channel logout among them) through an
 // SSRF-guarded dispatcher that drops connections to special-use addresses, 127.0.0.0/8
 // included. Its `fetch` configuration hook is the supported way around it: requests to a
-// registered back-channel logout URI go out through Node's ordinary global dispatcher;
-// every other outgoing request keeps the guard.
+// registered back-channel logout URI go out through Node's ordinary global dispatcher,
+// with a longer timeout than the provider's 2.5 s (a gateway under test on a loaded
+// machine may be slow); every other outgoing request keeps the guard.
+const backchannelTimeoutMs = cfg.backchannelTimeoutMs ?? 10000;
 const allowLoopback = new Set(clients.map(({ meta }) => meta.backchannel_logout_uri).filter(Boolean));
 // eslint-disable-next-line no-unused-expressions
 Response; // loads Node's fetch, which installs the global dispatcher
@@ -149,7 +152,7 @@ const globalDispatcher = globalThis[Symbol.for('undici.globalDispatcher.2')]
   ?? globalThis[Symbol.for('undici.globalDispatcher.1')];
 function providerFetch(url, options) {
   if (allowLoopback.has(new URL(url).href) || allowLoopback.has(String(url))) {
-    const opts = { ...options };
+    const opts = { ...options, signal: AbortSignal.timeout(backchannelTimeoutMs) };
     if (globalDispatcher) opts.dispatcher = globalDispatcher; else delete opts.dispatcher;
     return fetch(url, opts);
   }
@@ -254,7 +257,7 @@ for (const ev of ['backchannel.success', 'backchannel.error']) {
     const err = ev === 'backchannel.error' ? args[1] : undefined;
     const [, , client, sub, sid] = ev === 'backchannel.error' ? args : [undefined, ...args];
     const rec = {
-      event: ev, source: 'end_session', client_id: client.clientId, sub, sid, error: err?.message,
+      event: ev, source: 'end_session', client_id: client.clientId, sub, sid, error: err && `${err.message}${err.cause ? `: ${err.cause.message ?? err.cause}` : ''}`,
     };
     deliveries.push(rec);
     log(rec);
@@ -279,7 +282,7 @@ async function post(uri, body, contentType) {
       headers: { 'content-type': contentType },
       body,
       redirect: 'manual',
-      signal: AbortSignal.timeout(5000),
+      signal: AbortSignal.timeout(backchannelTimeoutMs - 1000),
     });
     await res.arrayBuffer();
     return { status: res.status };

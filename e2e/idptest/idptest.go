@@ -8,7 +8,7 @@
 //		BackchannelLogoutURIs: []string{gw.URL + "/api/id/v1/auth/backchannel-logout"},
 //	})
 //	s := idp.Login(t, "alice")          // s.AccessToken is a JWT with iss, sub, sid, iat, exp
-//	idp.Logout(t, s)                    // the provider POSTs a logout_token to the gateway
+//	idp.Logout(t, s)                    // the provider POSTs a logout_token to the gateway(s)
 //	idp.LogoutSubject(t, "alice")       // test hook: a sub-only logout token
 //
 // Start runs `npm ci` in e2e/idp first when node_modules is missing or stale. The Node
@@ -428,8 +428,9 @@ func (idp *IdP) Refresh(t testing.TB, s Session, opts ...CallOption) Session {
 // confirmation form "Yes, sign me out". The provider ends its session, revokes the
 // session's grants and POSTs a logout token (sub, sid, events) to the client's
 // back-channel logout URI before it answers, so the deliveries are done when Logout
-// returns (their outcome is in Stderr and Events).
-func (idp *IdP) Logout(t testing.TB, s Session, opts ...CallOption) {
+// returns: it returns the provider's record of them (event backchannel.success or
+// backchannel.error), without judging them.
+func (idp *IdP) Logout(t testing.TB, s Session, opts ...CallOption) []Delivery {
 	t.Helper()
 	var out struct {
 		OK bool `json:"ok"`
@@ -437,6 +438,13 @@ func (idp *IdP) Logout(t testing.TB, s Session, opts ...CallOption) {
 	if err := idp.call("logout", &out, opts, "--id-token", s.IDToken, "--cookies", s.Cookies); err != nil || !out.OK {
 		t.Fatalf("idptest: logout: %v", err)
 	}
+	var ds []Delivery
+	for _, d := range idp.Events(t) {
+		if d.Source == "end_session" && d.SID == s.SID {
+			ds = append(ds, d)
+		}
+	}
+	return ds
 }
 
 // RevokeRequest is an RFC 7009 revocation request.

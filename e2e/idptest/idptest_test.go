@@ -122,6 +122,7 @@ func checkLogoutToken(t *testing.T, idp *idptest.IdP, jwks idptest.JWKS, p post,
 }
 
 func TestProviderWithoutPlugin(t *testing.T) {
+	t.Parallel()
 	rcv := newReceiver(t)
 	idp := idptest.Start(t, idptest.Options{BackchannelLogoutURIs: []string{rcv.uri()}})
 	if idp.BackchannelLogoutURI != rcv.uri() {
@@ -157,7 +158,9 @@ func TestProviderWithoutPlugin(t *testing.T) {
 	}
 
 	// RP-initiated logout of the first session: one logout token for its sid.
-	idp.Logout(t, s1)
+	if ds := idp.Logout(t, s1); len(ds) != 1 || ds[0].Event != "backchannel.success" {
+		t.Errorf("logout deliveries %+v", ds)
+	}
 	checkLogoutToken(t, idp, jwks, rcv.next(t), "RS256", "alice", s1.SID)
 	rcv.none(t)
 	if _, err := idp.TryRefresh(s1); err == nil {
@@ -203,6 +206,7 @@ func TestProviderWithoutPlugin(t *testing.T) {
 // Other algorithms, two back-channel logout URIs (two gateways) and a revocation sent
 // to an endpoint that is not the provider's.
 func TestAlgorithmsTwoReceiversForeignRevocation(t *testing.T) {
+	t.Parallel()
 	a, b := newReceiver(t), newReceiver(t)
 	idp := idptest.Start(t, idptest.Options{
 		BackchannelLogoutURIs: []string{a.uri(), b.uri()},
@@ -263,6 +267,7 @@ func TestAlgorithmsTwoReceiversForeignRevocation(t *testing.T) {
 // discovery through the gateway names the gateway's endpoints, and the token endpoint
 // can be reached through it.
 func TestIssuerBehindGateway(t *testing.T) {
+	t.Parallel()
 	var target atomic.Pointer[url.URL]
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httputil.NewSingleHostReverseProxy(target.Load()).ServeHTTP(w, r)
