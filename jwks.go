@@ -365,9 +365,10 @@ func (s *jwksSource) startFetchLocked(now time.Time) {
 	go s.fetch(done, now)
 }
 
-// fetch downloads and parses the set, then publishes the outcome.
+// fetch downloads and parses the set, then publishes the outcome. It always ends the
+// fetch (waiters are released) even if the download panicked.
 func (s *jwksSource) fetch(done chan struct{}, at time.Time) {
-	ks, err := s.download()
+	ks, err := s.safeDownload()
 	s.mu.Lock()
 	if err != nil {
 		s.failures++
@@ -387,6 +388,18 @@ func (s *jwksSource) fetch(done chan struct{}, at time.Time) {
 			s.log.infof("backchannel logout: JWKS of issuer %q: %d keys, skipped %s", s.issuer, len(ks.keys), strings.Join(ks.skipped, "; "))
 		}
 	}
+}
+
+// safeDownload turns a panic of the download into an error: a last line of defence, as
+// a panic in a plugin goroutine would take Traefik down.
+func (s *jwksSource) safeDownload() (ks *jwkSet, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ks = nil
+			err = fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	return s.download()
 }
 
 func (s *jwksSource) download() (*jwkSet, error) {
