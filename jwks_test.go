@@ -450,3 +450,24 @@ func TestJWKSInlineNeverFetches(t *testing.T) {
 		t.Fatalf("status %+v, timeout %v", st, u.client.Timeout)
 	}
 }
+
+// FuzzJWKSParse: parsing an arbitrary JWKS never panics and keeps only well-formed keys.
+//
+//	go test -run '^$' -fuzz FuzzJWKSParse -fuzztime 1m .
+func FuzzJWKSParse(f *testing.F) {
+	k := testKeys(f)
+	f.Add(jwksJSON(f, rsaJWK("r1", &k.rsa1.PublicKey, nil), ecJWK("e", &k.p384.PublicKey, nil), edJWK("ed", k.ed.Public().(ed25519.PublicKey), nil)))
+	f.Add(`{"keys":[{"kty":"EC","crv":"P-521","x":"AA","y":"AA"},{"kty":"oct","k":"AA"}]}`)
+	f.Add(`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","use":"sig","key_ops":["verify"]}]}`)
+	f.Fuzz(func(t *testing.T, doc string) {
+		ks, err := parseJWKS([]byte(doc))
+		if err != nil {
+			return
+		}
+		for _, key := range ks.keys {
+			if (key.rsa == nil) == (key.ec == nil) == (key.ed == nil) || (key.rsa != nil && key.rsa.N.BitLen() < jwkMinRSABits) {
+				t.Fatalf("malformed key kept: %+v", key)
+			}
+		}
+	})
+}
