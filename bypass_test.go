@@ -286,6 +286,21 @@ func bodyCases() []bypassCase {
 			r.Header.Add("Content-Type", "application/json")
 			return r
 		}, 400},
+		{"a second media type (Node matches a prefix)", f("POST", form+", text/plain", "access_token={T}"), 401},
+		{"a suffix on the media type", f("POST", form+"X", "access_token={T}"), 401},
+		{"both form types", f("POST", form+", multipart/form-data; boundary=XyZ", "access_token={T}"), 400},
+		{"multipart base64 part", func(tok string) *http.Request {
+			return bodyReq("POST", "multipart/form-data; boundary=XyZ", multipartBody("access_token", "base64", base64.StdEncoding.EncodeToString([]byte(tok))))
+		}, 400},
+		{"multipart uuencoded part", f("POST", "multipart/form-data; boundary=XyZ", multipartBody("access_token", "x-uuencode", "junk")), 400},
+		{"multipart RFC 2231 name", func(tok string) *http.Request {
+			b := "--XyZ\r\nContent-Disposition: form-data; name*=UTF-8''access%5Ftoken\r\n\r\n" + tok + "\r\n--XyZ--\r\n"
+			return bodyReq("POST", "multipart/form-data; boundary=XyZ", b)
+		}, 401},
+		{"multipart, disposition not form-data", func(tok string) *http.Request {
+			b := "--XyZ\r\nContent-Disposition: attachment; name=\"access_token\"\r\n\r\n" + tok + "\r\n--XyZ--\r\n"
+			return bodyReq("POST", "multipart/form-data; boundary=XyZ", b)
+		}, 401},
 		{"form body over maxBodyCheck", f("POST", form, strings.Repeat("a", 70<<10)+"&access_token={T}"), 413},
 	}
 }
@@ -441,5 +456,27 @@ func TestDefaultRateAndMaxTTL(t *testing.T) {
 	slot := m.store.index[key]
 	if exp := m.store.exps[slot]; exp > time.Now().Add(48*time.Hour).Unix()+1 || exp < time.Now().Add(47*time.Hour).Unix() {
 		t.Errorf("stored expiry %s, want about now + 48h", time.Unix(exp, 0))
+	}
+}
+
+// A verifier that splits on dots and keeps the first three parts ignores a fourth:
+// "<revoked JWS>.x" must be rejected in every place.
+func TestBypassExtraSegment(t *testing.T) {
+	m, b, toks := revokedFixture(t)
+	jwt := toks[0]
+	for _, v := range []string{jwt + ".x", jwt + ".", jwt + ".a.b"} {
+		checkError(t, serve(m, bearerReq(v)), http.StatusUnauthorized, errInvalidToken)
+		q := httptest.NewRequest(http.MethodGet, "/x?access_token="+url.QueryEscape(v), nil)
+		checkError(t, serve(m, q), http.StatusUnauthorized, errInvalidToken)
+		f := bodyReq(http.MethodPost, "application/x-www-form-urlencoded", "access_token="+url.QueryEscape(v))
+		checkError(t, serve(m, f), http.StatusUnauthorized, errInvalidToken)
+	}
+	if b.count() != 0 {
+		t.Fatalf("%d requests reached the backend", b.count())
+	}
+	// Another JWT with an extra segment still passes.
+	other := strings.Replace(jwt, ".", "X.", 1) + ".x"
+	if rec := serve(m, bearerReq(other)); rec.Code != http.StatusTeapot {
+		t.Errorf("a different token with four segments: %d", rec.Code)
 	}
 }

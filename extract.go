@@ -285,31 +285,39 @@ func unhex(c byte) byte {
 	return c - '0'
 }
 
-// formMediaType returns the lower-cased media type of req's Content-Type header ("" when
-// absent) and whether there was more than one such header.
-func formMediaType(req *http.Request) (mt string, params string, several bool) {
-	cts := req.Header["Content-Type"]
+// formBody says how a body with these Content-Type headers must be read: as
+// urlencoded form, as multipart, or not at all; refuse is non-empty when the headers are
+// ambiguous. Node's body parsers match on a prefix of the type
+// ("application/x-www-form-urlencoded, text/plain" is a form to them), so the type is
+// matched on its words, not parsed strictly.
+func formBody(cts []string) (urlencoded, multipartBody bool, refuse string) {
 	if len(cts) == 0 {
-		return "", "", false
+		return false, false, ""
 	}
-	ct := cts[0]
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct, params = ct[:i], ct[i:]
+	ct := strings.ToLower(strings.Join(cts, ","))
+	urlencoded = strings.Contains(ct, "x-www-form-urlencoded")
+	multipartBody = strings.Contains(ct, "multipart/")
+	switch {
+	case !urlencoded && !multipartBody:
+		if len(cts) > 1 {
+			return false, false, "The request has more than one Content-Type header"
+		}
+		return false, false, ""
+	case len(cts) > 1:
+		return false, false, "The request has more than one Content-Type header"
+	case urlencoded && multipartBody:
+		return false, false, "The Content-Type names both form encodings"
 	}
-	return strings.ToLower(strings.TrimSpace(ct)), params, len(cts) > 1
+	return urlencoded, multipartBody, ""
 }
 
 func (m *Middleware) inspectBody(req *http.Request, now int64, in *inspection) {
-	mt, _, several := formMediaType(req)
-	multipartBody := mt == "multipart/form-data"
-	if mt != "application/x-www-form-urlencoded" && !multipartBody {
-		if several {
-			in.refuse(http.StatusBadRequest, "The request has more than one Content-Type header")
-		}
+	urlencoded, multipartBody, refuse := formBody(req.Header["Content-Type"])
+	if refuse != "" {
+		in.refuse(http.StatusBadRequest, refuse)
 		return
 	}
-	if several {
-		in.refuse(http.StatusBadRequest, "The request has more than one Content-Type header")
+	if !urlencoded && !multipartBody {
 		return
 	}
 	if ce := req.Header["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
@@ -332,15 +340,17 @@ func (m *Middleware) inspectBody(req *http.Request, now int64, in *inspection) {
 		in.refuse(http.StatusRequestEntityTooLarge, "The form body is larger than the gateway inspects")
 		return
 	}
-	if !multipartBody {
+	if urlencoded {
 		m.inspectParams(string(body), now, in)
 		return
 	}
 	m.inspectMultipart(req, body, now, in)
 }
 
-// inspectMultipart checks every part named access_token, raw and with its transfer
-// encoding decoded (Go decodes quoted-printable parts, other parsers do not).
+// inspectMultipart checks every part named access_token (whatever its disposition
+// type, name given plainly or RFC 2231-encoded), raw and with a quoted-printable
+// transfer encoding decoded (Go decodes it). Other transfer encodings of such a part
+// (base64, uuencode: Python's email parser decodes them) are refused.
 func (m *Middleware) inspectMultipart(req *http.Request, body []byte, now int64, in *inspection) {
 	_, params, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	boundary := params["boundary"]
@@ -358,7 +368,15 @@ func (m *Middleware) inspectMultipart(req *http.Request, body []byte, now int64,
 			in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
 			return
 		}
-		if !isTokenParam(p.FormName()) {
+		_, disp, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+		if err != nil {
+			if strings.Contains(strings.ToLower(p.Header.Get("Content-Disposition")), "access") {
+				in.refuse(http.StatusBadRequest, "A multipart part has a malformed Content-Disposition")
+				return
+			}
+			continue
+		}
+		if !isTokenParam(disp["name"]) {
 			continue
 		}
 		raw, err := io.ReadAll(io.LimitReader(p, int64(maxTokenLength)+1))
@@ -367,11 +385,14 @@ func (m *Middleware) inspectMultipart(req *http.Request, body []byte, now int64,
 			return
 		}
 		m.checkToken(string(raw), now, in)
-		if strings.EqualFold(p.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
-			dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
-			if err == nil {
+		switch cte := strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))); cte {
+		case "", "7bit", "8bit", "binary":
+		case "quoted-printable":
+			if dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw))); err == nil {
 				m.checkToken(string(dec), now, in)
 			}
+		default:
+			in.refuse(http.StatusBadRequest, "An access_token part has a transfer encoding the gateway does not read")
 		}
 		if in.verdict != passRequest {
 			return

@@ -283,10 +283,23 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 // revoked reports whether tok is revoked: by its key, or (for a JWS or JWE once this
 // gateway has applied a version-1 message, whose key is always the exact string) by
 // its exact string.
+//
+// A string that starts like a JWS but has more than two dots is also looked up by the
+// key of its first two segments: verifiers that split on dots and take the first three
+// parts ignore the rest, so "<revoked JWS>.x" would be accepted as the revoked token.
 func (m *Middleware) revoked(tok string, now int64) bool {
 	key, kind := tokenKey(tok)
 	if m.store.contains(key, now) {
 		return true
+	}
+	if kind != kindJWS && len(tok) > 0 && tok[0] == 'e' {
+		if i := strings.IndexByte(tok, '.'); i > 0 {
+			if j := strings.IndexByte(tok[i+1:], '.'); j >= 0 {
+				if m.store.contains(sha256.Sum256([]byte(tok[:i+1+j])), now) {
+					return true
+				}
+			}
+		}
 	}
 	return kind != kindToken && m.store.hasLegacy() && m.store.contains(hashToken(tok), now)
 }
