@@ -272,8 +272,9 @@ func places() []place {
 		{name: "q access_token=", build: query("access_token={T}")},
 		{name: "q access%5Ftoken=", build: query("access%5Ftoken={T}")},
 		{name: "q %61ccess_token=", build: query("%61ccess_token={T}")},
-		{name: "q x=1;access_token=", build: query("x=1;access_token={T}"),
-			noReader: "Go drops pairs with ';', Node and Python 3.11 split on '&' only"},
+		// Go drops pairs with ';', Node and Python 3.11 split on '&' only, but Traefik's
+		// proxy rewrites ';' to '&' on the way to the backend, so all three read it.
+		{name: "q x=1;access_token=", build: query("x=1;access_token={T}")},
 		{name: "q access_token=&access_token=", build: query("access_token=&access_token={T}")},
 		{name: "q 10,001 params, access_token", build: query(flood + "access_token={T}")},
 		{name: "body POST form", build: form("POST", formType, "a=1&access_token={T}", nil)},
