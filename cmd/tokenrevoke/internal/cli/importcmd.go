@@ -32,6 +32,7 @@ type importOpts struct {
 	hint      string
 	every     time.Duration
 	maxReport int
+	rate      int
 }
 
 // importState is the state file: every line up to Line (ending at byte Offset) is
@@ -94,6 +95,7 @@ a terminal, a line every --progress-every otherwise.`,
 	f.DurationVar(&o.skew, "clock-skew", time.Minute, "added to a JWT's exp")
 	f.StringVar(&o.hint, "hint", "", "token_type_hint for lines that give none")
 	f.DurationVar(&o.every, "progress-every", 5*time.Second, "interval of progress lines when stderr is not a terminal")
+	f.IntVar(&o.rate, "rate", 0, "most publishes per second (0: as fast as the stream acknowledges)")
 	f.IntVar(&o.maxReport, "report-rejected", 20, "rejected lines reported individually (the rest are counted)")
 	return cmd
 }
@@ -383,6 +385,8 @@ func (im *importer) feed(ctx context.Context, r *bufio.Reader, off int64, queue 
 	core := im.s.js == nil
 	subject := a.conn.subject
 	sinceFlush := 0
+	sent := 0
+	started := time.Now()
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -418,6 +422,17 @@ func (im *importer) feed(ctx context.Context, r *bufio.Reader, off int64, queue 
 		case skip == "blank":
 			atomic.AddInt64(&im.blank, 1)
 		default:
+			if o.rate > 0 {
+				// Pace publishes: publish number sent is due sent/rate seconds in.
+				if ahead := time.Until(started.Add(time.Duration(sent) * time.Second / time.Duration(o.rate))); ahead > 0 {
+					select {
+					case <-time.After(ahead):
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				sent++
+			}
 			e.Origin, e.Client = o.pf.origin, o.pf.client
 			e.RevokedAt = now.UTC().Format(time.RFC3339)
 			m := &nats.Msg{Subject: wire.Subject(subject, e.Kind, key), Data: e.Encode()}

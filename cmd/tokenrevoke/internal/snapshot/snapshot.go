@@ -39,8 +39,8 @@ type Manifest struct {
 }
 
 // Names of the snapshot stream and subjects for a revocation stream and subject prefix.
-func StreamName(stream string) string     { return stream + "_SNAPSHOTS" }
-func Prefix(subject string) string        { return subject + "-snapshots" }
+func StreamName(stream string) string       { return stream + "_SNAPSHOTS" }
+func Prefix(subject string) string          { return subject + "-snapshots" }
 func ManifestSubject(subject string) string { return Prefix(subject) + ".manifest" }
 func ChunkSubject(subject, id string, i int) string {
 	return Prefix(subject) + "." + id + "." + strconv.Itoa(i)
