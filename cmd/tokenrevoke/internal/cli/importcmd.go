@@ -200,6 +200,8 @@ type importer struct {
 	resume int64
 	// resumeOffset is the byte offset the run started from.
 	resumeOffset int64
+	// publishedBefore is what earlier runs published (from the state file).
+	publishedBefore int64
 
 	// Confirmed progress (atomic): lines and bytes up to which everything is acknowledged.
 	doneLine   int64
@@ -248,7 +250,7 @@ func (a *app) runImport(ctx context.Context, input string, o *importOpts) error 
 		}
 	}
 	im.resume, im.resumeOffset = st.Line, st.Offset
-	atomic.StoreInt64(&im.published, st.Published)
+	im.publishedBefore = st.Published
 
 	s, err := a.open(ctx, jetstream.WithPublishAsyncMaxPending(2*o.window+16), jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
@@ -572,7 +574,7 @@ func (im *importer) writeState() error {
 		abs = "-"
 	}
 	b, _ := json.Marshal(importState{V: 1, Input: abs, Line: atomic.LoadInt64(&im.doneLine),
-		Offset: atomic.LoadInt64(&im.doneOffset), Published: atomic.LoadInt64(&im.published),
+		Offset: atomic.LoadInt64(&im.doneOffset), Published: im.publishedBefore + atomic.LoadInt64(&im.published),
 		UpdatedAt: time.Now().UTC().Format(time.RFC3339)})
 	tmp := im.state + ".tmp"
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
