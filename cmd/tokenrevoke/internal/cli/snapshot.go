@@ -87,64 +87,62 @@ the snapshot does not learn rules stored before its sequence.`,
 	return cmd
 }
 
-// collected is the stream's content as read for a snapshot.
+// collected is the stream's content as read for a snapshot. Only the decoder
+// goroutine touches it until reading is over.
 type collected struct {
-	mu       sync.Mutex
-	index    map[wire.Key]int32
-	keys     [][32]byte
-	exps     []int64
-	seqs     []uint64
-	lastSeq  uint64
-	progress time.Time
-	done     bool
-	res      snapshotResult
+	index   map[wire.Key]int32
+	keys    [][32]byte
+	exps    []int64
+	seqs    []uint64
+	lastSeq uint64
+	res     snapshotResult
 }
 
-func (c *collected) add(prefix string, m jetstream.Msg) (finished bool) {
-	md, err := m.Metadata()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done {
-		return true
+// rawMsg is one delivered message on its way to the decoder.
+type rawMsg struct {
+	subject string
+	data    []byte
+	seq     uint64
+}
+
+// decodeBatch is how many messages the delivery callback hands to the decoder at once.
+const decodeBatch = 1024
+
+func (c *collected) add(prefix string, r rawMsg) {
+	if r.seq > c.lastSeq {
+		c.lastSeq = r.seq
 	}
-	if err != nil {
-		c.res.Malformed++
-		return false
-	}
-	seq := md.Sequence.Stream
-	c.lastSeq = seq
-	c.progress = time.Now()
 	c.res.Read++
-	e, k, derr := wire.Decode(prefix, m.Subject(), m.Data())
+	e, k, err := wire.Decode(prefix, r.subject, r.data)
 	switch {
-	case derr != nil:
+	case err != nil:
 		c.res.Malformed++
 	case e.Kind == wire.KindSID || e.Kind == wire.KindSub:
 		c.res.RulesLeftOut++
 	default:
 		if i, ok := c.index[k]; ok {
+			// Keep the latest message of a subject.
 			c.res.Duplicates++
-			if seq > c.seqs[i] {
-				c.exps[i], c.seqs[i] = e.Exp, seq
+			if r.seq > c.seqs[i] {
+				c.exps[i], c.seqs[i] = e.Exp, r.seq
 			}
-		} else {
-			c.index[k] = int32(len(c.keys))
-			c.keys = append(c.keys, k)
-			c.exps = append(c.exps, e.Exp)
-			c.seqs = append(c.seqs, seq)
+			return
 		}
+		c.index[k] = int32(len(c.keys))
+		c.keys = append(c.keys, k)
+		c.exps = append(c.exps, e.Exp)
+		c.seqs = append(c.seqs, r.seq)
 	}
-	return md.NumPending == 0
 }
 
 // readStream reads every message up to the stream's last sequence at the start (or
-// until nothing is pending) with an ordered consumer.
+// until nothing is pending) with an ordered consumer. The delivery callback only
+// batches messages; a second goroutine decodes them, so the two overlap.
 func (a *app) readStream(ctx context.Context, st jetstream.Stream, info *jetstream.StreamInfo, batch int) (*collected, error) {
 	c := &collected{index: make(map[wire.Key]int32, info.State.Msgs)}
 	c.keys = make([][32]byte, 0, info.State.Msgs)
 	c.exps = make([]int64, 0, info.State.Msgs)
 	c.seqs = make([]uint64, 0, info.State.Msgs)
-	c.progress = time.Now()
 	if info.State.Msgs == 0 {
 		return c, nil
 	}
@@ -157,26 +155,61 @@ func (a *app) readStream(ctx context.Context, st jetstream.Stream, info *jetstre
 		return nil, err
 	}
 	prefix := a.conn.subject
-	done := make(chan struct{})
-	var once sync.Once
-	finish := func() {
-		once.Do(func() {
-			c.mu.Lock()
-			c.done = true
-			c.mu.Unlock()
-			close(done)
-		})
+	batches := make(chan []rawMsg, 64)
+	decoded := make(chan struct{})
+	go func() {
+		for b := range batches {
+			for _, r := range b {
+				c.add(prefix, r)
+			}
+		}
+		close(decoded)
+	}()
+
+	// Under mu: the batch being filled, whether batches is closed, the last delivery.
+	var (
+		mu         sync.Mutex
+		pending    = make([]rawMsg, 0, decodeBatch)
+		closed     bool
+		progress   = time.Now()
+		badMetaCnt int64
+	)
+	finish := func() { // with mu held
+		if closed {
+			return
+		}
+		closed = true
+		if len(pending) > 0 {
+			batches <- pending
+			pending = nil
+		}
+		close(batches)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		last := c.add(prefix, m)
-		c.mu.Lock()
-		reached := c.lastSeq >= endSeq
-		c.mu.Unlock()
-		if last || reached {
+		md, merr := m.Metadata()
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			return
+		}
+		progress = time.Now()
+		if merr != nil {
+			badMetaCnt++
+			return
+		}
+		pending = append(pending, rawMsg{subject: m.Subject(), data: m.Data(), seq: md.Sequence.Stream})
+		switch {
+		case md.NumPending == 0 || md.Sequence.Stream >= endSeq:
 			finish()
+		case len(pending) >= decodeBatch:
+			batches <- pending
+			pending = make([]rawMsg, 0, decodeBatch)
 		}
 	}, jetstream.PullMaxMessages(batch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {}))
 	if err != nil {
+		mu.Lock()
+		finish()
+		mu.Unlock()
 		return nil, err
 	}
 	defer cc.Stop()
@@ -186,14 +219,18 @@ func (a *app) readStream(ctx context.Context, st jetstream.Stream, info *jetstre
 	defer tick.Stop()
 	for {
 		select {
-		case <-done:
+		case <-decoded:
+			c.res.Malformed += badMetaCnt
 			return c, nil
 		case <-ctx.Done():
+			mu.Lock()
+			finish()
+			mu.Unlock()
 			return nil, ctx.Err()
 		case <-tick.C:
-			c.mu.Lock()
-			idle := time.Since(c.progress)
-			c.mu.Unlock()
+			mu.Lock()
+			idle := time.Since(progress)
+			mu.Unlock()
 			if idle < time.Second {
 				continue
 			}
@@ -201,9 +238,13 @@ func (a *app) readStream(ctx context.Context, st jetstream.Stream, info *jetstre
 			ci, err := cons.Info(ictx)
 			cancel()
 			if err == nil && ci.NumPending == 0 {
+				mu.Lock()
 				finish()
-			}
-			if idle > 30*time.Second {
+				mu.Unlock()
+			} else if idle > 30*time.Second {
+				mu.Lock()
+				finish()
+				mu.Unlock()
 				return nil, fmt.Errorf("reading stream %s: no message for %s", a.conn.stream, idle.Round(time.Second))
 			}
 		}

@@ -203,8 +203,11 @@ type wireIn struct {
 func Decode(prefix, subject string, data []byte) (Entry, Key, error) {
 	var w wireIn
 	var k Key
-	if err := json.Unmarshal(data, &w); err != nil {
-		return Entry{}, k, errors.New("body is not a JSON object of the expected shape")
+	if !fastParse(data, &w) {
+		w = wireIn{}
+		if err := json.Unmarshal(data, &w); err != nil {
+			return Entry{}, k, errors.New("body is not a JSON object of the expected shape")
+		}
 	}
 	e := Entry{V: w.V, Kind: w.Kind, Key: w.Key, Cutoff: w.Cutoff, Exp: w.Exp, Hint: w.Hint,
 		RevokedAt: w.RevokedAt, Origin: w.Origin, Client: w.Client}
