@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/wire"
 )
@@ -89,7 +91,16 @@ func (a *app) publishEntry(ctx context.Context, s *session, e *wire.Entry, subje
 // the first line, surrounding white space removed.
 func (a *app) readSecret(arg, what string) (string, error) {
 	v := arg
-	if arg == "-" {
+	if arg == "-" && isTerminal(a.env.Stdin) {
+		// Typed by hand: no echo.
+		fmt.Fprintf(a.stderr(), "%s: ", what)
+		b, err := term.ReadPassword(int(a.env.Stdin.(*os.File).Fd()))
+		fmt.Fprintln(a.stderr())
+		if err != nil {
+			return "", fmt.Errorf("reading the %s: %v", what, err)
+		}
+		v = string(b)
+	} else if arg == "-" {
 		line, err := bufio.NewReaderSize(a.env.Stdin, 64<<10).ReadString('\n')
 		if err != nil && err != io.EOF {
 			return "", fmt.Errorf("reading the %s from stdin: %v", what, err)

@@ -23,7 +23,7 @@ const (
 	ExitUsage       = 2   // bad flags or arguments
 	ExitNotRevoked  = 3   // check: the token is not (or no longer) revoked
 	ExitRejected    = 4   // import: finished, but some lines were rejected
-	ExitInterrupted = 130 // import: interrupted (Ctrl-C); progress saved, rerun resumes
+	ExitInterrupted = 130 // interrupted (Ctrl-C); import saved its progress, rerun resumes
 )
 
 const exitCodesHelp = `Exit codes:
@@ -32,8 +32,8 @@ const exitCodesHelp = `Exit codes:
   2    usage error (unknown command, bad flag or argument)
   3    check: not revoked (no entry, or its exp has passed)
   4    import: finished, but some lines were rejected (listed on stderr)
-  130  import: interrupted; everything acknowledged is recorded in the state file
-       and the same command resumes after it`
+  130  interrupted (Ctrl-C); for import, everything acknowledged is recorded in
+       the state file and the same command resumes after it`
 
 // Env is what the command reads and writes besides NATS; tests pass their own.
 type Env struct {
@@ -150,6 +150,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		if ee.code == ExitError && ctx.Err() != nil {
+			// Interrupted while connecting or waiting: not a failure of its own.
+			ee.code = ExitInterrupted
+		}
 		if ee.err != errSilent {
 			fmt.Fprintf(env.Stderr, "tokenrevoke: %v\n", ee.err)
 		}
