@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -283,17 +285,24 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 		res.Note = fmt.Sprintf("%d session/subject rule(s) (kinds sid, sub) are not in snapshots yet: a gateway that loads this snapshot does not learn them", res.RulesLeftOut)
 	}
 
-	// Drop expired entries.
+	// Drop expired entries, and order the rest by expiry: a gateway's loader does one
+	// expiry-bucket lookup per change of bucket, so sorted chunks load fastest.
 	now := a.now().Unix()
-	keys, exps := col.keys[:0], col.exps[:0]
+	live := make([]int32, 0, len(col.keys))
 	for i := range col.keys {
 		if col.exps[i] <= now {
 			res.Expired++
 			continue
 		}
-		keys = append(keys, col.keys[i])
-		exps = append(exps, col.exps[i])
+		live = append(live, int32(i))
 	}
+	slices.SortFunc(live, func(x, y int32) int { return cmp.Compare(col.exps[x], col.exps[y]) })
+	keys := make([][32]byte, len(live))
+	exps := make([]int64, len(live))
+	for j, i := range live {
+		keys[j], exps[j] = col.keys[i], col.exps[i]
+	}
+	col.keys, col.exps, col.seqs, col.index = nil, nil, nil, nil
 	res.Seq = col.lastSeq
 	if len(keys) == 0 || res.Seq == 0 {
 		res.Note = joinNote(res.Note, "no live token revocations: nothing to snapshot")

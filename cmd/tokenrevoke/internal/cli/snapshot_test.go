@@ -80,6 +80,7 @@ func readTestSnapshot(t *testing.T, js jetstream.JetStream) (testManifest, map[s
 	}
 	entries := map[string]int64{}
 	total := 0
+	prevExp := int64(0)
 	for i, seq := range man.Chunks {
 		cm, err := st.GetMsg(ctx, seq)
 		if err != nil {
@@ -93,6 +94,11 @@ func readTestSnapshot(t *testing.T, js jetstream.JetStream) (testManifest, map[s
 		}
 		keys, exps := decodeTestChunk(t, cm.Data)
 		for j, k := range keys {
+			// Sorted by expiry, which the gateways' loader takes fastest.
+			if exps[j] < prevExp {
+				t.Fatalf("chunk %d entry %d: exp %d after %d", i, j, exps[j], prevExp)
+			}
+			prevExp = exps[j]
 			if _, dup := entries[k]; dup {
 				t.Fatalf("key %s twice in the snapshot", k)
 			}
