@@ -370,3 +370,36 @@ func TestImportCoreNATS(t *testing.T) {
 		return len(got) == 500
 	})
 }
+
+// When the stream stops acknowledging (here: a message limit with discard new, which
+// the gateways accept), import stops with an error, and its state file records only
+// acknowledged lines; after the limit is lifted the same command completes the rest.
+func TestImportStopsAtFirstUnacknowledged(t *testing.T) {
+	const n, limit = 6000, 2500
+	url := startNATS(t)
+	_, js := client(t, url)
+	ctx := context.Background()
+	cfg := wantedStream("REVOCATIONS", "tokens.revoked", 1)
+	cfg.MaxMsgs, cfg.Discard = limit, jetstream.DiscardNew
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	path, subjects := importFile(t, n, "u")
+	r := mustRun(t, url, "", ExitError, "import", path, "--window", "64", "--timeout", "500ms")
+	if !strings.Contains(r.stderr, "import stopped") || !strings.Contains(r.stderr, "resume") {
+		t.Fatalf("stderr: %s", r.stderr)
+	}
+	st := readState(t, path+".progress")
+	// Lines 1-3 publish nothing; line 3+limit is the first one the stream refused.
+	if st.Line != 3+limit {
+		t.Fatalf("state line %d, want %d (just before the first refused line)", st.Line, 3+limit)
+	}
+	checkConfirmed(t, js, subjects, st.Line)
+
+	cfg.MaxMsgs = 0
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, url, "", 0, "import", path)
+	checkComplete(t, js, subjects)
+}
