@@ -1,0 +1,75 @@
+// Package snapshot writes gateway snapshots in exactly the format the plugin loads
+// (snapshot.go at the repository root):
+//
+//   - stream <stream>_SNAPSHOTS, subjects <subject>-snapshots.>
+//   - chunk messages <subject>-snapshots.<id>.<n>: "TRS1", a little-endian uint32
+//     count, count 32-byte keys, then count little-endian int64 expiries; at most
+//     ChunkSlots entries each
+//   - then a JSON manifest on <subject>-snapshots.manifest naming the stream, its
+//     creation time, the sequence covered and the chunks' stream sequences in order.
+package snapshot
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"strconv"
+	"time"
+)
+
+const (
+	Magic     = "TRS1"
+	HeaderLen = 8
+	SlotLen   = 32 + 8
+	// ChunkSlots bounds a chunk to ~512 KiB, as the plugin does (it refuses larger).
+	ChunkSlots = 13107
+)
+
+// Manifest describes one complete snapshot (version 1).
+type Manifest struct {
+	V             int       `json:"v"`
+	ID            string    `json:"id"`
+	Stream        string    `json:"stream"`
+	StreamCreated time.Time `json:"streamCreated"`
+	Seq           uint64    `json:"seq"`
+	Slots         int       `json:"slots"`
+	Chunks        []uint64  `json:"chunks"`
+	Writer        string    `json:"writer"`
+	WrittenAt     time.Time `json:"writtenAt"`
+}
+
+// Names of the snapshot stream and subjects for a revocation stream and subject prefix.
+func StreamName(stream string) string       { return stream + "_SNAPSHOTS" }
+func Prefix(subject string) string          { return subject + "-snapshots" }
+func ManifestSubject(subject string) string { return Prefix(subject) + ".manifest" }
+func ChunkSubject(subject, id string, i int) string {
+	return Prefix(subject) + "." + id + "." + strconv.Itoa(i)
+}
+
+// ChunkFilter matches every chunk of every snapshot (and not the manifest).
+func ChunkFilter(subject string) string { return Prefix(subject) + ".*.*" }
+
+// NewID is a random 16-hex-character snapshot id.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// EncodeChunk lays out one chunk.
+func EncodeChunk(keys [][32]byte, exps []int64) []byte {
+	n := len(keys)
+	b := make([]byte, HeaderLen+n*SlotLen)
+	copy(b, Magic)
+	binary.LittleEndian.PutUint32(b[4:8], uint32(n))
+	off := HeaderLen
+	for i := range keys {
+		copy(b[off:], keys[i][:])
+		off += 32
+	}
+	for _, e := range exps {
+		binary.LittleEndian.PutUint64(b[off:], uint64(e))
+		off += 8
+	}
+	return b
+}
