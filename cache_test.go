@@ -9,8 +9,8 @@ func key(i int) [32]byte {
 	return hashToken("token-" + string(rune('a'+i%26)) + string(rune('0'+i/26%10)) + string(rune('0'+i/260)))
 }
 
-func TestStoreLRUEvictsLeastRecentlyUsed(t *testing.T) {
-	s := newStore(3, newLogger("t"))
+func TestCacheLRUEvictsLeastRecentlyUsed(t *testing.T) {
+	s := newTokenCache(3, newLogger("t"))
 	now := int64(1000)
 	for i := 0; i < 3; i++ {
 		s.add(key(i), now+3600, now)
@@ -32,8 +32,8 @@ func TestStoreLRUEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
-func TestStoreDropsExpiredBeforeLive(t *testing.T) {
-	s := newStore(3, newLogger("t"))
+func TestCacheDropsExpiredBeforeLive(t *testing.T) {
+	s := newTokenCache(3, newLogger("t"))
 	now := int64(100000)
 	s.add(key(0), now+10, now)   // expires soon
 	s.add(key(1), now+3600, now) // least recently used among the live ones
@@ -50,8 +50,8 @@ func TestStoreDropsExpiredBeforeLive(t *testing.T) {
 	}
 }
 
-func TestStoreExpiry(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+func TestCacheExpiry(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(5000)
 	if s.add(key(0), now, now) {
 		t.Error("an entry expiring now was stored")
@@ -73,8 +73,8 @@ func TestStoreExpiry(t *testing.T) {
 	}
 }
 
-func TestStoreReAddKeepsLaterExpiry(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+func TestCacheReAddKeepsLaterExpiry(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(7000)
 	s.add(key(0), now+100, now)
 	s.add(key(0), now+5000, now)
@@ -88,8 +88,8 @@ func TestStoreReAddKeepsLaterExpiry(t *testing.T) {
 	}
 }
 
-func TestStoreShrinkEvicts(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+func TestCacheShrinkEvicts(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(100)
 	for i := 0; i < 10; i++ {
 		s.add(key(i), now+1000, now)
@@ -105,7 +105,7 @@ func TestStoreShrinkEvicts(t *testing.T) {
 	}
 }
 
-// lruModel is the reference the store is checked against: entries in recency order,
+// lruModel is the reference the cache is checked against: entries in recency order,
 // most recent first.
 type lruModel struct {
 	capacity int
@@ -126,9 +126,9 @@ func (m *lruModel) find(k [32]byte) int {
 	return -1
 }
 
-// add is store.add: a held key keeps the later expiry (or takes the new one if its own
+// add is tokenCache.add: a held key keeps the later expiry (or takes the new one if its own
 // has passed) and becomes the most recent; a new key first makes every expired entry
-// go, then the least recent ones while the store is full.
+// go, then the least recent ones while the cache is full.
 func (m *lruModel) add(k [32]byte, exp, now int64) {
 	if i := m.find(k); i >= 0 {
 		e := m.ents[i]
@@ -152,7 +152,7 @@ func (m *lruModel) add(k [32]byte, exp, now int64) {
 	m.ents = append([]modelEnt{{k, exp}}, m.ents...)
 }
 
-// contains is store.contains: a live entry becomes the most recent, an expired one goes.
+// contains is tokenCache.contains: a live entry becomes the most recent, an expired one goes.
 func (m *lruModel) contains(k [32]byte, now int64) bool {
 	i := m.find(k)
 	if i < 0 {
@@ -167,12 +167,12 @@ func (m *lruModel) contains(k [32]byte, now int64) bool {
 	return true
 }
 
-// TestStoreMatchesModel drives the store with random operations and compares it with a
+// TestCacheMatchesModel drives the cache with random operations and compares it with a
 // plain reference implementation (a slice in recency order).
-func TestStoreMatchesModel(t *testing.T) {
+func TestCacheMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(42))
 	const capacity = 16
-	s := newStore(capacity, newLogger("t"))
+	s := newTokenCache(capacity, newLogger("t"))
 	model := &lruModel{capacity: capacity}
 	now := int64(1_000_000)
 	for step := 0; step < 20000; step++ {
@@ -194,7 +194,7 @@ func TestStoreMatchesModel(t *testing.T) {
 }
 
 // lruOrder lists the keys from most to least recently used.
-func lruOrder(s *store) [][32]byte {
+func lruOrder(s *tokenCache) [][32]byte {
 	var out [][32]byte
 	for slot := s.head; slot != nilSlot; slot = s.next[slot] {
 		out = append(out, s.keys[slot])
@@ -202,13 +202,13 @@ func lruOrder(s *store) [][32]byte {
 	return out
 }
 
-// TestAddBatchEqualsAdds checks that the flattened batch insert leaves the store in
+// TestAddBatchEqualsAdds checks that the flattened batch insert leaves the cache in
 // exactly the state one add per entry would, including duplicates, expired entries,
 // evictions and expiry-bucket sweeps.
 func TestAddBatchEqualsAdds(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
-	one := newStore(40, newLogger("t"))
-	batch := newStore(40, newLogger("t"))
+	one := newTokenCache(40, newLogger("t"))
+	batch := newTokenCache(40, newLogger("t"))
 	now := int64(2_000_000)
 	for round := 0; round < 300; round++ {
 		now += int64(rng.Intn(90))

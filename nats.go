@@ -173,7 +173,7 @@ func (l *natsLink) onMsg(m *natsclient.Msg) {
 		return
 	}
 	atomic.AddInt64(&l.received, 1)
-	l.d.store.add(sum, exp, time.Now().Unix())
+	l.d.cache.add(sum, exp, time.Now().Unix())
 }
 
 // wireIn is the part of a wire message a gateway needs; decoding only these fields

@@ -100,16 +100,16 @@ type Middleware struct {
 	revokePath string
 	statusPath string
 	endpoints  map[string]bool // paths the plugin answers itself
-	store      *store
-	rlock      sync.Locker        // the store's read lock (store.mu.RLocker()), for the fast path
-	index      map[[32]byte]int32 // the store's index (the map is never replaced)
+	cache      *tokenCache
+	rlock      sync.Locker        // the cache's read lock (cache.mu.RLocker()), for the fast path
+	index      map[[32]byte]int32 // the cache's index (the map is never replaced)
 	settings   *settings
 	log        *logger
 	domain     *domain
 }
 
 // New builds the middleware. Traefik calls it for every router that uses the middleware
-// and again on every configuration reload, so anything long-lived (the store, the NATS
+// and again on every configuration reload, so anything long-lived (the cache, the NATS
 // connection) is shared per process through the domain registry instead of being
 // created here.
 func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
@@ -155,9 +155,9 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 		next:       next,
 		revokePath: s.revokePath,
 		statusPath: s.statusPath,
-		store:      d.store,
-		rlock:      d.store.mu.RLocker(),
-		index:      d.store.index,
+		cache:      d.cache,
+		rlock:      d.cache.mu.RLocker(),
+		index:      d.cache.index,
 		settings:   s,
 		log:        log,
 		domain:     d,
@@ -239,7 +239,7 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 	now := time.Now().Unix()
 	for _, v := range req.Header["Authorization"] {
 		if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-			if m.store.contains(hashToken(strings.TrimLeft(v[7:], " ")), now) {
+			if m.cache.contains(hashToken(strings.TrimLeft(v[7:], " ")), now) {
 				writeRevoked(rw)
 				return
 			}
@@ -256,7 +256,7 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 // backends accept in place of the Authorization header.
 func (m *Middleware) queryTokenRevoked(req *http.Request, now int64) bool {
 	for _, tok := range req.URL.Query()["access_token"] {
-		if tok != "" && m.store.contains(hashToken(tok), now) {
+		if tok != "" && m.cache.contains(hashToken(tok), now) {
 			return true
 		}
 	}

@@ -44,7 +44,7 @@ func (b *backend) count() int {
 
 var testDomainSeq int
 
-// newTestMiddleware builds a middleware with its own domain (store), so tests do not
+// newTestMiddleware builds a middleware with its own domain (cache), so tests do not
 // share revocations through the process-wide registry.
 func newTestMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *backend) {
 	t.Helper()
@@ -63,7 +63,7 @@ func newTestMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *back
 	testDomainSeq++
 	name := fmt.Sprintf("test-%d", testDomainSeq)
 	log := newLogger(name)
-	d := &domain{log: log, store: newStore(s.cacheSize, log)}
+	d := &domain{log: log, cache: newTokenCache(s.cacheSize, log)}
 	b := &backend{}
 	return newMiddleware(b, name, s, d, log), b
 }
@@ -187,7 +187,7 @@ func TestRevokeEndpointErrors(t *testing.T) {
 			if b.count() != 0 {
 				t.Errorf("the backend saw the revoke request")
 			}
-			if n := m.store.len(); n != 0 {
+			if n := m.cache.len(); n != 0 {
 				t.Errorf("a rejected request changed the store: %d entries", n)
 			}
 		})
@@ -385,7 +385,7 @@ func TestExpiredJWTRevocationIs200AndStoresNothing(t *testing.T) {
 	if rec := serve(m, revokeReq("token="+tok, basic("portal", "s3cret"))); rec.Code != http.StatusOK {
 		t.Fatalf("status %d", rec.Code)
 	}
-	if m.store.len() != 0 {
+	if m.cache.len() != 0 {
 		t.Fatalf("an already expired token was stored")
 	}
 }
@@ -510,7 +510,7 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 	now := time.Now().Unix()
 	revoked := []string{"tokR", "x", "", " tokR", "\ttokR", "tokR "}
 	for _, r := range revoked {
-		m.store.add(hashToken(r), now+3600, now)
+		m.cache.add(hashToken(r), now+3600, now)
 	}
 	paths := []string{"/api/orders", m.revokePath, "/tr/status", "", "/"}
 	queries := []string{"", "a=1", "access_token=tokR", "access_token=other"}

@@ -164,7 +164,7 @@ func (j *js) loadSnapshot(l *natsLink, info *natsclient.StreamInfo) uint64 {
 			problem = chunks[i].problem
 			continue
 		}
-		loaded = l.d.store.loadCold(chunks[i].keys, chunks[i].exps, now, loaded)
+		loaded = l.d.cache.loadCold(chunks[i].keys, chunks[i].exps, now, loaded)
 		total += len(chunks[i].keys)
 		chunks[i].keys = nil
 		chunks[i].exps = nil
@@ -177,7 +177,7 @@ func (j *js) loadSnapshot(l *natsLink, info *natsclient.StreamInfo) uint64 {
 		j.snapFail(l, "nats: snapshot "+man.ID+" holds "+strconv.Itoa(total)+" entries, its manifest says "+strconv.Itoa(man.Slots)+"; replaying the whole stream")
 		return 0
 	}
-	entries := l.d.store.len()
+	entries := l.d.cache.len()
 	j.mu.Lock()
 	j.snap.LoadedSeq = man.Seq
 	j.snap.LoadedEntries = entries
@@ -322,7 +322,7 @@ func (j *js) snapshotDue(l *natsLink) bool {
 	if applied < known+l.n.snapshotEvery {
 		return false
 	}
-	if _, evictions, _ := l.d.store.stats(); evictions > 0 {
+	if _, evictions, _ := l.d.cache.stats(); evictions > 0 {
 		return false
 	}
 	m, err := l.conn.GetMsg(l.n.snapshotStream(), natsclient.GetMsgRequest{LastBySubject: l.n.manifestSubject()}, publishTimeout)
@@ -351,13 +351,13 @@ func (j *js) writeSnapshot(l *natsLink) {
 	j.mu.Lock()
 	created := j.created
 	j.mu.Unlock()
-	_, evictionsBefore, _ := l.d.store.stats()
+	_, evictionsBefore, _ := l.d.cache.stats()
 	id := randomSnapshotID()
 	chunkTTL := natsclient.FormatTTL(n.defaultTTL + time.Minute)
 	var chunks []uint64
 	slots := 0
 	for from := 0; ; from += snapshotChunkSlots {
-		keys, exps := l.d.store.copySlots(from, snapshotChunkSlots)
+		keys, exps := l.d.cache.copySlots(from, snapshotChunkSlots)
 		if len(keys) == 0 {
 			break
 		}
@@ -374,7 +374,7 @@ func (j *js) writeSnapshot(l *natsLink) {
 	if len(chunks) == 0 {
 		return
 	}
-	if _, evictions, _ := l.d.store.stats(); evictions != evictionsBefore {
+	if _, evictions, _ := l.d.cache.stats(); evictions != evictionsBefore {
 		// A live entry was dropped while the store was being copied: the chunks may
 		// miss it, so they get no manifest (they expire by themselves).
 		j.snapFail(l, "nats: snapshot abandoned: the store evicted live entries while it was written (raise cacheSize)")
@@ -390,7 +390,7 @@ func (j *js) writeSnapshot(l *natsLink) {
 		j.snapFail(l, "nats: writing a snapshot manifest failed ("+err.Error()+")")
 		return
 	}
-	entries, _, _ := l.d.store.stats()
+	entries, _, _ := l.d.cache.stats()
 	j.mu.Lock()
 	j.knownSnapSeq = seq
 	j.snap.WrittenSeq = seq

@@ -94,7 +94,7 @@ func TestSnapshotNaming(t *testing.T) {
 }
 
 func TestCopySlotsMarksFreeSlots(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(10000)
 	for i := 0; i < 5; i++ {
 		s.add(key(i), now+3600+int64(i), now)
@@ -127,9 +127,9 @@ func TestCopySlotsMarksFreeSlots(t *testing.T) {
 	}
 }
 
-// checkStore verifies the store's internal invariants: the index, the LRU list and the
+// checkCache verifies the cache's internal invariants: the index, the LRU list and the
 // cold slots describe the same entries, and the count matches.
-func checkStore(t *testing.T, s *store, where string) {
+func checkCache(t *testing.T, s *tokenCache, where string) {
 	t.Helper()
 	if len(s.index) != s.count {
 		t.Fatalf("%s: index holds %d keys, count %d", where, len(s.index), s.count)
@@ -159,13 +159,13 @@ func checkStore(t *testing.T, s *store, where string) {
 	}
 }
 
-// TestLoadColdMatchesModel loads a snapshot chunk into a store and then drives it with
+// TestLoadColdMatchesModel loads a snapshot chunk into a cache and then drives it with
 // random operations, comparing it with a reference model in which the loaded entries are
 // the least recently used, the first loaded the oldest.
 func TestLoadColdMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(11))
 	const capacity = 24
-	s := newStore(capacity, newLogger("t"))
+	s := newTokenCache(capacity, newLogger("t"))
 	now := int64(3_000_000)
 	var keys [][32]byte
 	var exps []int64
@@ -185,7 +185,7 @@ func TestLoadColdMatchesModel(t *testing.T) {
 	if got := s.loadCold(keys, exps, now, 0); got != len(model.ents) {
 		t.Fatalf("loadCold returned %d, want %d", got, len(model.ents))
 	}
-	checkStore(t, s, "after load")
+	checkCache(t, s, "after load")
 	for step := 0; step < 5000; step++ {
 		now += int64(rng.Intn(15))
 		k := key(rng.Intn(70))
@@ -209,10 +209,10 @@ func TestLoadColdMatchesModel(t *testing.T) {
 			model.ents = kept
 		}
 		if step%250 == 0 {
-			checkStore(t, s, "step")
+			checkCache(t, s, "step")
 		}
 	}
-	checkStore(t, s, "end")
+	checkCache(t, s, "end")
 	if _, ev, _ := s.stats(); ev == 0 {
 		t.Fatal("the test did not exercise evictions")
 	}
@@ -221,26 +221,26 @@ func TestLoadColdMatchesModel(t *testing.T) {
 func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	now := int64(4_000_000)
 	// A chunk that repeats a key (a malformed snapshot): one entry, the last expiry.
-	s := newStore(100, newLogger("t"))
+	s := newTokenCache(100, newLogger("t"))
 	keys := [][32]byte{key(1), key(2), key(1), key(3)}
 	exps := []int64{now + 100, now + 200, now + 300, now + 400}
 	if got := s.loadCold(keys, exps, now, 0); got != 3 {
 		t.Fatalf("loadCold with a duplicate returned %d entries, want 3", got)
 	}
-	checkStore(t, s, "duplicates")
+	checkCache(t, s, "duplicates")
 	if s.exps[s.index[key(1)]] != now+300 {
 		t.Fatal("the duplicate did not keep its last expiry")
 	}
-	// Every entry can still be evicted, leaving an empty, consistent store.
+	// Every entry can still be evicted, leaving an empty, consistent cache.
 	s.setCapacity(1, now)
 	s.setCapacity(0, now)
-	checkStore(t, s, "emptied")
+	checkCache(t, s, "emptied")
 	if s.len() != 0 {
 		t.Fatalf("%d entries left", s.len())
 	}
 
-	// A store that already holds other entries falls back to addBatch (and says so).
-	s = newStore(100, newLogger("t"))
+	// A cache that already holds other entries falls back to addBatch (and says so).
+	s = newTokenCache(100, newLogger("t"))
 	s.add(key(1), now+50, now)
 	if got := s.loadCold(keys, exps, now, 0); got != -1 {
 		t.Fatalf("loadCold on a non-empty store returned %d, want -1", got)
@@ -248,21 +248,21 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	if got := s.loadCold([][32]byte{key(9)}, []int64{now + 10}, now, -1); got != -1 {
 		t.Fatalf("a later chunk returned %d, want -1", got)
 	}
-	checkStore(t, s, "fallback")
+	checkCache(t, s, "fallback")
 	for _, i := range []int{1, 2, 3, 9} {
 		if !s.contains(key(i), now) {
 			t.Fatalf("key %d missing after the fallback", i)
 		}
 	}
-	// A full store falls back too, and evicts as addBatch does.
-	s = newStore(2, newLogger("t"))
+	// A full cache falls back too, and evicts as addBatch does.
+	s = newTokenCache(2, newLogger("t"))
 	if got := s.loadCold(keys, exps, now, 0); got != -1 || s.len() != 2 {
 		t.Fatalf("loadCold into a too small store: %d, %d entries", got, s.len())
 	}
 	// Expiries beyond the supported range are skipped, not stored.
-	s = newStore(10, newLogger("t"))
+	s = newTokenCache(10, newLogger("t"))
 	if got := s.loadCold([][32]byte{key(1), key(2)}, []int64{maxExpiry + 1, now + 5}, now, 0); got != 1 {
 		t.Fatalf("out-of-range expiry: %d entries", got)
 	}
-	checkStore(t, s, "range")
+	checkCache(t, s, "range")
 }

@@ -259,7 +259,7 @@ func (j *js) flush(l *natsLink) {
 	if len(j.keys) == 0 {
 		return
 	}
-	n := l.d.store.addBatch(j.keys, j.exps, time.Now().Unix())
+	n := l.d.cache.addBatch(j.keys, j.exps, time.Now().Unix())
 	atomic.StoreUint64(&j.applied, j.batchSeq)
 	j.keys = j.keys[:0]
 	j.exps = j.exps[:0]
