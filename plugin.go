@@ -87,10 +87,10 @@ type TLSConfig struct {
 // CreateConfig returns the default configuration.
 func CreateConfig() *Config {
 	return &Config{
-		RevokePath: "/api/id/v1/auth/token/revoke",
-		CacheSize:  1000000,
-		DefaultTTL: "24h",
-		ClockSkew:  "1m",
+		RevokePath: defaultRevokePath,
+		CacheSize:  defaultCacheSize,
+		DefaultTTL: defaultTokenTTL,
+		ClockSkew:  defaultClockSkew,
 	}
 }
 

@@ -39,10 +39,9 @@ import (
 //     bad data, other stream) makes the loader replay the whole stream instead.
 
 const (
-	defaultSnapshotEvery = 50000
-	snapshotMagic        = "TRS1"
-	snapshotHeaderLen    = 8
-	snapshotSlotLen      = 32 + 8
+	snapshotMagic     = "TRS1"
+	snapshotHeaderLen = 8
+	snapshotSlotLen   = 32 + 8
 	// snapshotChunkSlots bounds a chunk to ~512 KiB: half the default max_payload, so
 	// the base64 copy in the stream's message-get reply stays under a megabyte.
 	snapshotChunkSlots = 13107
