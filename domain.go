@@ -75,7 +75,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 	d := &domain{log: log}
 	d.cache = newTokenCache(s.cacheSize, log)
 	if s.nats != nil {
-		l, err := startNATSLink(d, s.nats, log)
+		l, err := startNATSLink(d.cache, s.nats, log)
 		if err != nil {
 			return nil, err
 		}
