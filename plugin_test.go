@@ -475,6 +475,51 @@ func TestSharedDomainAcrossNewCalls(t *testing.T) {
 	}
 }
 
+func TestFailClosedUntilSynced(t *testing.T) {
+	m, b := newTestMiddleware(t, func(c *Config) {
+		c.FailClosed = true
+		c.NATS = &NATSConfig{Servers: []string{"nats://127.0.0.1:1"}, Stream: "REVOCATIONS"}
+	})
+	fl := &fakeLink{}
+	m.domain.link = fl
+	fc := &failClosedMiddleware{m: m}
+	serve := func(_ *Middleware, req *http.Request) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		fc.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := serve(m, bearerReq("any"))
+	checkError(t, rec, http.StatusServiceUnavailable, errUnavailable)
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	// Requests without a bearer token are not affected.
+	if rec := serve(m, httptest.NewRequest(http.MethodGet, "/public", nil)); rec.Code != http.StatusTeapot {
+		t.Errorf("anonymous request: %d", rec.Code)
+	}
+	fl.isSynced = true
+	if rec := serve(m, bearerReq("any")); rec.Code != http.StatusTeapot {
+		t.Fatalf("after sync: %d", rec.Code)
+	}
+	if b.count() != 2 {
+		t.Errorf("backend saw %d requests, want 2", b.count())
+	}
+	fl.isSynced = false // the consumer stalled
+	checkError(t, serve(m, bearerReq("any")), http.StatusServiceUnavailable, errUnavailable)
+	// The endpoints stay available while unsynced.
+	if rec := serve(m, revokeReq("token=x", basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Errorf("revoke while unsynced: %d", rec.Code)
+	}
+	// New returns the fail-closed wrapper only when asked to.
+	c := CreateConfig()
+	c.Clients = []ClientConfig{{ID: "a", Secret: "b"}}
+	if h, err := New(context.Background(), http.NotFoundHandler(), c, "plain"); err != nil {
+		t.Fatal(err)
+	} else if _, ok := h.(*Middleware); !ok {
+		t.Errorf("New returned %T without failClosed", h)
+	}
+}
+
 func TestNoSecretOrTokenInLogs(t *testing.T) {
 	var buf bytes.Buffer
 	logSinkMu.Lock()
