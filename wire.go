@@ -18,7 +18,7 @@ import (
 //
 // The raw token never leaves the gateway: only its SHA-256 is sent. This file holds the
 // format only: encoding, decoding and validation, and the count of messages dropped as
-// malformed. nats.go and stream.go send and receive it.
+// malformed. natsLink (nats.go) and streamFollower (stream.go) send and receive it.
 type wireRevocation struct {
 	V         int    `json:"v"`
 	Sha256    string `json:"sha256"`

@@ -63,9 +63,9 @@ type pongWaiter struct {
 	ch chan error
 }
 
-// link is one established server connection. Fields other than raw, nc, bw, srv and the
-// channels are guarded by Conn.mu.
-type link struct {
+// serverConn is one established server connection; the Conn replaces it when it fails.
+// Fields other than raw, nc, bw, srv and the channels are guarded by Conn.mu.
+type serverConn struct {
 	raw        net.Conn // TCP connection; closing it aborts everything
 	nc         net.Conn // raw, or the TLS connection on top of it
 	bw         *bufio.Writer
@@ -73,11 +73,11 @@ type link struct {
 	info       serverInfo
 	pongs      []pongWaiter // one entry per PING in flight, in order
 	pingsOut   int
-	cause      error         // first reason the link failed
+	cause      error         // first reason the connection failed
 	readerExit chan struct{} // closed when the reading goroutine returns
 
 	// Used by the reading goroutine only.
-	readDone  bool                // the reader must return (the link failed)
+	readDone  bool                // the reader must return (the connection failed)
 	cbActive  bool                // a message callback is running
 	cbSubject string              // subject of its message
 	cbPanic   func(r interface{}) // panic hook of its subscription, or nil
@@ -177,9 +177,9 @@ func (c *Conn) run() {
 }
 
 // manage runs the connect/serve/reconnect loop until Close. A panic (a bug in this package
-// or in the interpreter running it) is recovered and logged, the current link is dropped,
-// and run starts over: a panic that escaped a goroutine would take the whole host process
-// (Traefik) down.
+// or in the interpreter running it) is recovered and logged, the current server
+// connection is dropped, and run starts over: a panic that escaped a goroutine would take
+// the whole host process (Traefik) down.
 func (c *Conn) manage() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -188,7 +188,7 @@ func (c *Conn) manage() {
 			l := c.cur
 			c.mu.Unlock()
 			if l != nil {
-				c.failLink(l, fmt.Errorf("%w: internal error: %v", ErrProtocol, r))
+				c.failServerConn(l, fmt.Errorf("%w: internal error: %v", ErrProtocol, r))
 				c.teardown(l)
 			}
 		}
@@ -259,7 +259,7 @@ func (c *Conn) clearDialing() {
 }
 
 // dial opens a connection to srv and performs the whole handshake.
-func (c *Conn) dial(srv server) (*link, *bufio.Reader, error) {
+func (c *Conn) dial(srv server) (*serverConn, *bufio.Reader, error) {
 	deadline := time.Now().Add(c.opts.ConnectTimeout)
 	d := net.Dialer{Deadline: deadline}
 	raw, err := d.DialContext(c.ctx, "tcp", srv.addr)
@@ -285,7 +285,7 @@ func (c *Conn) dial(srv server) (*link, *bufio.Reader, error) {
 	return l, br, nil
 }
 
-func (c *Conn) handshake(srv server, raw net.Conn, deadline time.Time) (*link, *bufio.Reader, error) {
+func (c *Conn) handshake(srv server, raw net.Conn, deadline time.Time) (*serverConn, *bufio.Reader, error) {
 	if err := raw.SetDeadline(deadline); err != nil {
 		return nil, nil, err
 	}
@@ -350,7 +350,7 @@ func (c *Conn) handshake(srv server, raw net.Conn, deadline time.Time) (*link, *
 			if err := raw.SetDeadline(time.Time{}); err != nil {
 				return nil, nil, err
 			}
-			l := &link{raw: raw, nc: nc, bw: bw, srv: srv, info: info, readerExit: make(chan struct{})}
+			l := &serverConn{raw: raw, nc: nc, bw: bw, srv: srv, info: info, readerExit: make(chan struct{})}
 			return l, br, nil
 		case "PING":
 			bw.WriteString("PONG\r\n")
@@ -420,8 +420,9 @@ func (c *Conn) connectMsg(srv server, info serverInfo, useTLS bool) (connectMsg,
 }
 
 // flushLocked writes out the buffered protocol data of l. Caller holds c.mu. A write that
-// fails or blocks longer than ConnectTimeout fails the link (it is then replaced).
-func (c *Conn) flushLocked(l *link) error {
+// fails or blocks longer than ConnectTimeout fails the server connection (it is then
+// replaced).
+func (c *Conn) flushLocked(l *serverConn) error {
 	l.raw.SetWriteDeadline(time.Now().Add(c.opts.ConnectTimeout))
 	if err := l.bw.Flush(); err != nil {
 		werr := fmt.Errorf("%w: write: %v", ErrConnectionLost, err)
@@ -433,22 +434,22 @@ func (c *Conn) flushLocked(l *link) error {
 
 // failLocked records why l failed (first reason wins) and closes its socket, which makes
 // the reading goroutine return. Caller holds c.mu.
-func (c *Conn) failLocked(l *link, err error) {
+func (c *Conn) failLocked(l *serverConn, err error) {
 	if l.cause == nil {
 		l.cause = err
 	}
 	l.raw.Close()
 }
 
-func (c *Conn) failLink(l *link, err error) {
+func (c *Conn) failServerConn(l *serverConn, err error) {
 	c.mu.Lock()
 	c.failLocked(l, err)
 	c.mu.Unlock()
 }
 
 // serve makes l the current connection, re-sends subscriptions, runs the keep-alive loop
-// until the link fails, then tears it down.
-func (c *Conn) serve(l *link, br *bufio.Reader) {
+// until the server connection fails, then tears it down.
+func (c *Conn) serve(l *serverConn, br *bufio.Reader) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -510,7 +511,7 @@ func (c *Conn) serve(l *link, br *bufio.Reader) {
 }
 
 // teardown detaches l after its reader has exited and fails pending flushes.
-func (c *Conn) teardown(l *link) error {
+func (c *Conn) teardown(l *serverConn) error {
 	c.mu.Lock()
 	cause := l.cause
 	if cause == nil {
@@ -535,8 +536,9 @@ func (c *Conn) teardown(l *link) error {
 	return cause
 }
 
-// keepalive sends a PING, or declares the link stale when too many are unanswered.
-func (c *Conn) keepalive(l *link) {
+// keepalive sends a PING, or declares the server connection stale when too many are
+// unanswered.
+func (c *Conn) keepalive(l *serverConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cur != l || c.closed {

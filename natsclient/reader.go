@@ -5,7 +5,7 @@ package natsclient
 // subscription's callback. readBatch is the hot path of every subscription and is
 // written flat for the interpreter (see its comment); everything rare goes through the
 // small functions after it. The connection manager (conn.go) starts readLoop for each
-// link it establishes and replaces the link when the reader returns.
+// server connection it establishes and replaces it when the reader returns.
 
 import (
 	"bufio"
@@ -19,31 +19,32 @@ import (
 	"time"
 )
 
-// readLoop is the reading goroutine of one link. It returns when the socket fails or the
-// server sends something it cannot parse.
-func (c *Conn) readLoop(l *link, br *bufio.Reader) {
+// readLoop is the reading goroutine of one server connection. It returns when the socket
+// fails or the server sends something it cannot parse.
+func (c *Conn) readLoop(l *serverConn, br *bufio.Reader) {
 	defer close(l.readerExit)
 	defer func() {
 		if r := recover(); r != nil {
 			c.logf("error", fmt.Sprintf("nats: internal error in reader: %v", r))
-			c.failLink(l, fmt.Errorf("%w: internal error: %v", ErrProtocol, r))
+			c.failServerConn(l, fmt.Errorf("%w: internal error: %v", ErrProtocol, r))
 		}
 	}()
 	// readBatch returns after a panic in a message callback (recovered and logged once per
-	// panic, not guarded per message) and when the link is done.
+	// panic, not guarded per message) and when the connection is done.
 	for !l.readDone {
 		c.readBatch(l, br)
 	}
 }
 
-// readBatch reads and dispatches protocol lines until the link fails or a message callback
-// panics. This is the hot path of every subscription: under yaegi each call of an
-// interpreted function allocates its whole frame (every local and every intermediate value
-// of the function, including those of branches not taken), and a deferred recover costs
-// several microseconds. So MSG and HMSG are parsed inline in this one loop (one frame per
-// link, not per message), with one deferred recover for the whole loop; everything rare
-// (other operations, malformed lines, errors) goes through separate functions.
-func (c *Conn) readBatch(l *link, br *bufio.Reader) {
+// readBatch reads and dispatches protocol lines until the connection fails or a message
+// callback panics. This is the hot path of every subscription: under yaegi each call of
+// an interpreted function allocates its whole frame (every local and every intermediate
+// value of the function, including those of branches not taken), and a deferred recover
+// costs several microseconds. So MSG and HMSG are parsed inline in this one loop (one
+// frame per connection, not per message), with one deferred recover for the whole loop;
+// everything rare (other operations, malformed lines, errors) goes through separate
+// functions.
+func (c *Conn) readBatch(l *serverConn, br *bufio.Reader) {
 	defer func() {
 		c.recoverReader(l, recover())
 	}()
@@ -267,15 +268,15 @@ var errNoCRLF = fmt.Errorf("%w: message body not followed by CRLF", ErrProtocol)
 
 // recoverReader handles a panic recovered in readBatch: a panic in a message callback is
 // logged (or handed to the subscription's panic hook) and reading goes on; any other panic
-// is an internal error that fails the link.
-func (c *Conn) recoverReader(l *link, r interface{}) {
+// is an internal error that fails the connection.
+func (c *Conn) recoverReader(l *serverConn, r interface{}) {
 	if r == nil {
 		return
 	}
 	if !l.cbActive {
 		l.readDone = true
 		c.logf("error", fmt.Sprintf("nats: internal error in reader: %v", r))
-		c.failLink(l, fmt.Errorf("%w: internal error: %v", ErrProtocol, r))
+		c.failServerConn(l, fmt.Errorf("%w: internal error: %v", ErrProtocol, r))
 		return
 	}
 	hook := l.cbPanic
@@ -298,21 +299,21 @@ func (c *Conn) runPanicHook(hook func(r interface{}), r interface{}) {
 	hook(r)
 }
 
-// readFailed ends the link after a failed read.
-func (c *Conn) readFailed(l *link, err error) {
+// readFailed ends the connection after a failed read.
+func (c *Conn) readFailed(l *serverConn, err error) {
 	if err == bufio.ErrBufferFull {
 		err = fmt.Errorf("%w: protocol line longer than %d bytes", ErrProtocol, readBufSize)
 	}
 	c.lineFailed(l, err)
 }
 
-// lineFailed ends the link after err (a protocol error, or a failed read).
-func (c *Conn) lineFailed(l *link, err error) {
+// lineFailed ends the connection after err (a protocol error, or a failed read).
+func (c *Conn) lineFailed(l *serverConn, err error) {
 	l.readDone = true
 	if errors.Is(err, ErrProtocol) {
 		c.protocolError(l, err)
 	} else {
-		c.failLink(l, fmt.Errorf("%w: %v", ErrConnectionLost, err))
+		c.failServerConn(l, fmt.Errorf("%w: %v", ErrConnectionLost, err))
 	}
 }
 
@@ -320,14 +321,14 @@ func (c *Conn) badHeader(subject string, err error) {
 	c.logf("warn", "nats: dropping message on "+subject+": "+err.Error())
 }
 
-func (c *Conn) protocolError(l *link, err error) {
+func (c *Conn) protocolError(l *serverConn, err error) {
 	if !c.isClosed() {
 		c.logf("error", "nats: "+l.srv.display+": "+err.Error())
 	}
-	c.failLink(l, err)
+	c.failServerConn(l, err)
 }
 
-func (c *Conn) processLine(l *link, br *bufio.Reader, line []byte) error {
+func (c *Conn) processLine(l *serverConn, br *bufio.Reader, line []byte) error {
 	if len(line) == 0 {
 		return nil
 	}
@@ -377,7 +378,7 @@ func (c *Conn) processLine(l *link, br *bufio.Reader, line []byte) error {
 	return nil
 }
 
-func (c *Conn) processPong(l *link) {
+func (c *Conn) processPong(l *serverConn) {
 	var ch chan error
 	c.mu.Lock()
 	l.pingsOut = 0
@@ -397,7 +398,7 @@ func (c *Conn) processPong(l *link) {
 
 // processMsg handles "MSG <subject> <sid> [reply] <size>" and
 // "HMSG <subject> <sid> [reply] <header size> <total size>", followed by the body and CRLF.
-func (c *Conn) processMsg(l *link, br *bufio.Reader, args []byte, withHeader bool) error {
+func (c *Conn) processMsg(l *serverConn, br *bufio.Reader, args []byte, withHeader bool) error {
 	f := bytes.Fields(args)
 	n := len(f)
 	minArgs := 3
