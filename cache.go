@@ -38,8 +38,8 @@ const coldSlot = int32(-2)
 // back to addBatch.
 const coldLoadMax = 16384
 
-// tokenCache is the bounded set of revoked token hashes, each with an expiry (unix seconds).
-// It evicts expired entries first and then the least recently used one.
+// tokenCache is the bounded set of revoked token hashes, each with an expiry (unix
+// seconds). It evicts expired entries first and then the least recently used one.
 type tokenCache struct {
 	mu    sync.RWMutex
 	index map[[32]byte]int32
@@ -248,16 +248,16 @@ func (c *tokenCache) oldestColdLocked() int32 {
 var coldTemplate []int32
 
 // loadCold adds a batch of entries whose use is unknown (a gateway starting from a copy
-// of another's entries): the bulk version of addBatch for a cache that holds nothing
-// but what earlier loadCold calls of the same load added (count equals loaded).
-// Batches of up to coldLoadMax entries are loaded in bulk. Keys and expiries are appended with two compiled copies and left out of the
-// LRU list (marked cold), so each entry costs one map store and, when its expiry bucket
-// differs from the previous entry's, one bucket lookup: about a third of addBatch
-// under the interpreter. Entries already expired, or with an expiry beyond maxExpiry,
-// are skipped. loaded is what the previous call returned (0 for the first batch): the
-// cache's entry count, or -1 once a call had to fall back to addBatch (the cache then
-// holds other entries, or is full, or the batch was too large), after which every
-// call does.
+// of another's entries): the bulk version of addBatch for a cache that holds nothing but
+// what earlier loadCold calls of the same load added (count equals loaded). Batches of
+// up to coldLoadMax entries are loaded in bulk: keys and expiries are appended with two
+// compiled copies and left out of the LRU list (marked cold), so each entry costs one
+// map store and, when its expiry bucket differs from the previous entry's, one bucket
+// lookup: about a third of addBatch under the interpreter. Entries already expired, or
+// with an expiry beyond maxExpiry, are skipped. loaded is what the previous call returned
+// (0 for the first batch): the cache's entry count, or -1 once a call had to fall back to
+// addBatch (the cache then holds other entries, or is full, or the batch was too large),
+// after which every call does.
 func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, now int64, loaded int) int {
 	n := len(keys)
 	c.mu.Lock()
