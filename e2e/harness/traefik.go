@@ -111,7 +111,7 @@ type Traefik struct {
 	WorkDir  string
 	LogPath  string
 	WebURL   string // http://127.0.0.1:<web port>
-	AdminURL string // http://127.0.0.1:<traefik entry point port>
+	AdminURL string // http://127.0.0.1:<traefik entry point port>; "" with a Sample
 	PingURL  string // AdminURL + /ping
 	// StartDuration is how long the process took to become ready.
 	StartDuration time.Duration
@@ -154,7 +154,11 @@ func StartTraefik(t testing.TB, opts TraefikOptions) *Traefik {
 	if err != nil {
 		t.Fatalf("start traefik %s: %v", opts.Name, err)
 	}
-	t.Logf("traefik %s ready in %v: web %s, admin %s", tr.Name, tr.StartDuration.Round(time.Millisecond), tr.WebURL, tr.AdminURL)
+	if tr.AdminURL == "" {
+		t.Logf("traefik %s ready in %v: web %s", tr.Name, tr.StartDuration.Round(time.Millisecond), tr.WebURL)
+	} else {
+		t.Logf("traefik %s ready in %v: web %s, admin %s", tr.Name, tr.StartDuration.Round(time.Millisecond), tr.WebURL, tr.AdminURL)
+	}
 	return tr
 }
 
@@ -220,6 +224,11 @@ func NewTraefik(opts TraefikOptions) (*Traefik, error) {
 		},
 	}
 	tr.PingURL = tr.AdminURL + "/ping"
+	if opts.Sample != nil {
+		// The sample configurations have no admin entry point.
+		tr.AdminURL = ""
+		tr.PingURL = ""
+	}
 	if err := tr.prepare(); err != nil {
 		tr.cleanupDir()
 		return nil, err
