@@ -22,7 +22,7 @@ type passThrough struct{ next http.Handler }
 
 func (p *passThrough) ServeHTTP(rw http.ResponseWriter, req *http.Request) { p.next.ServeHTTP(rw, req) }
 
-func fillSynthetic(s *store, n int) {
+func fillSynthetic(s *tokenCache, n int) {
 	now := time.Now().Unix()
 	var k [32]byte
 	k[31] = 0xAB
@@ -46,7 +46,7 @@ func benchServe(b *testing.B, h http.Handler) {
 func benchMiddleware(b *testing.B, entries int) *Middleware {
 	m, _ := newTestMiddleware(b, func(c *Config) { c.CacheSize = entries + 10 })
 	m.next = http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	fillSynthetic(m.store, entries)
+	fillSynthetic(m.cache, entries)
 	return m
 }
 
@@ -62,7 +62,7 @@ func BenchmarkNativeMemoryPerEntry(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		s := newStore(1000000, newLogger("bench"))
+		s := newTokenCache(1000000, newLogger("bench"))
 		start := time.Now()
 		fillSynthetic(s, 1000000)
 		took := time.Since(start)

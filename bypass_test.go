@@ -453,8 +453,8 @@ func TestDefaultRateAndMaxTTL(t *testing.T) {
 	tok := seg(`{"alg":"none"}`) + "." + seg(`{"exp":1e30}`) + ".x"
 	serve(m, revokeReq("token="+tok, basic("portal", "s3cret")))
 	key, _ := tokenKey(tok)
-	slot := m.store.index[key]
-	if exp := m.store.exps[slot]; exp > time.Now().Add(48*time.Hour).Unix()+1 || exp < time.Now().Add(47*time.Hour).Unix() {
+	slot := m.cache.index[key]
+	if exp := m.cache.exps[slot]; exp > time.Now().Add(48*time.Hour).Unix()+1 || exp < time.Now().Add(47*time.Hour).Unix() {
 		t.Errorf("stored expiry %s, want about now + 48h", time.Unix(exp, 0))
 	}
 }

@@ -9,8 +9,8 @@ func key(i int) [32]byte {
 	return hashToken("token-" + string(rune('a'+i%26)) + string(rune('0'+i/26%10)) + string(rune('0'+i/260)))
 }
 
-func TestStoreLRUEvictsLeastRecentlyUsed(t *testing.T) {
-	s := newStore(3, newLogger("t"))
+func TestCacheLRUEvictsLeastRecentlyUsed(t *testing.T) {
+	s := newTokenCache(3, newLogger("t"))
 	now := int64(1000)
 	for i := 0; i < 3; i++ {
 		s.add(key(i), now+3600, now)
@@ -32,8 +32,8 @@ func TestStoreLRUEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
-func TestStoreDropsExpiredBeforeLive(t *testing.T) {
-	s := newStore(3, newLogger("t"))
+func TestCacheDropsExpiredBeforeLive(t *testing.T) {
+	s := newTokenCache(3, newLogger("t"))
 	now := int64(100000)
 	s.add(key(0), now+10, now)   // expires soon
 	s.add(key(1), now+3600, now) // least recently used among the live ones
@@ -50,8 +50,8 @@ func TestStoreDropsExpiredBeforeLive(t *testing.T) {
 	}
 }
 
-func TestStoreExpiry(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+func TestCacheExpiry(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(5000)
 	if s.add(key(0), now, now) {
 		t.Error("an entry expiring now was stored")
@@ -73,8 +73,8 @@ func TestStoreExpiry(t *testing.T) {
 	}
 }
 
-func TestStoreReAddKeepsLaterExpiry(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+func TestCacheReAddKeepsLaterExpiry(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(7000)
 	s.add(key(0), now+100, now)
 	s.add(key(0), now+5000, now)
@@ -88,8 +88,8 @@ func TestStoreReAddKeepsLaterExpiry(t *testing.T) {
 	}
 }
 
-func TestStoreShrinkEvicts(t *testing.T) {
-	s := newStore(10, newLogger("t"))
+func TestCacheShrinkEvicts(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
 	now := int64(100)
 	for i := 0; i < 10; i++ {
 		s.add(key(i), now+1000, now)
@@ -105,7 +105,7 @@ func TestStoreShrinkEvicts(t *testing.T) {
 	}
 }
 
-// lruModel is the reference the store is checked against: entries in recency order,
+// lruModel is the reference the cache is checked against: entries in recency order,
 // most recent first.
 type lruModel struct {
 	capacity int
@@ -126,9 +126,9 @@ func (m *lruModel) find(k [32]byte) int {
 	return -1
 }
 
-// add is store.add: a held key keeps the later expiry (or takes the new one if its own
+// add is tokenCache.add: a held key keeps the later expiry (or takes the new one if its own
 // has passed) and becomes the most recent; a new key first makes every expired entry
-// go, then the least recent ones while the store is full.
+// go, then the least recent ones while the cache is full.
 func (m *lruModel) add(k [32]byte, exp, now int64) {
 	if i := m.find(k); i >= 0 {
 		e := m.ents[i]
@@ -152,7 +152,7 @@ func (m *lruModel) add(k [32]byte, exp, now int64) {
 	m.ents = append([]modelEnt{{k, exp}}, m.ents...)
 }
 
-// contains is store.contains: a live entry becomes the most recent, an expired one goes.
+// contains is tokenCache.contains: a live entry becomes the most recent, an expired one goes.
 func (m *lruModel) contains(k [32]byte, now int64) bool {
 	i := m.find(k)
 	if i < 0 {
@@ -167,12 +167,12 @@ func (m *lruModel) contains(k [32]byte, now int64) bool {
 	return true
 }
 
-// TestStoreMatchesModel drives the store with random operations and compares it with a
+// TestCacheMatchesModel drives the cache with random operations and compares it with a
 // plain reference implementation (a slice in recency order).
-func TestStoreMatchesModel(t *testing.T) {
+func TestCacheMatchesModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(42))
 	const capacity = 16
-	s := newStore(capacity, newLogger("t"))
+	s := newTokenCache(capacity, newLogger("t"))
 	model := &lruModel{capacity: capacity}
 	now := int64(1_000_000)
 	for step := 0; step < 20000; step++ {
@@ -194,7 +194,7 @@ func TestStoreMatchesModel(t *testing.T) {
 }
 
 // lruOrder lists the keys from most to least recently used.
-func lruOrder(s *store) [][32]byte {
+func lruOrder(s *tokenCache) [][32]byte {
 	var out [][32]byte
 	for slot := s.head; slot != nilSlot; slot = s.next[slot] {
 		out = append(out, s.keys[slot])
@@ -202,13 +202,13 @@ func lruOrder(s *store) [][32]byte {
 	return out
 }
 
-// TestAddBatchEqualsAdds checks that the flattened batch insert leaves the store in
+// TestAddBatchEqualsAdds checks that the flattened batch insert leaves the cache in
 // exactly the state one add per entry would, including duplicates, expired entries,
 // evictions and expiry-bucket sweeps.
 func TestAddBatchEqualsAdds(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
-	one := newStore(40, newLogger("t"))
-	batch := newStore(40, newLogger("t"))
+	one := newTokenCache(40, newLogger("t"))
+	batch := newTokenCache(40, newLogger("t"))
 	now := int64(2_000_000)
 	for round := 0; round < 300; round++ {
 		now += int64(rng.Intn(90))
@@ -246,4 +246,178 @@ func TestAddBatchEqualsAdds(t *testing.T) {
 	if ev1 == 0 || x1 == 0 {
 		t.Fatalf("the test did not exercise evictions (%d) and expiry (%d)", ev1, x1)
 	}
+}
+
+func TestCopySlotsMarksFreeSlots(t *testing.T) {
+	s := newTokenCache(10, newLogger("t"))
+	now := int64(10000)
+	for i := 0; i < 5; i++ {
+		s.add(key(i), now+3600+int64(i), now)
+	}
+	s.add(key(5), now+30, now) // expires first
+	s.sweep(now + 120)         // frees its slot
+	keys, exps := s.copySlots(0, 100)
+	if len(keys) != 6 {
+		t.Fatalf("copied %d slots, want 6", len(keys))
+	}
+	live := 0
+	for i := range keys {
+		if exps[i] > now+120 {
+			live++
+			if !s.contains(keys[i], now+120) {
+				t.Fatalf("slot %d copied as live but not held", i)
+			}
+		} else if exps[i] != 0 {
+			t.Fatalf("free slot %d copied with expiry %d, want 0", i, exps[i])
+		}
+	}
+	if live != 5 {
+		t.Fatalf("%d live slots copied, want 5", live)
+	}
+	if k, _ := s.copySlots(6, 10); k != nil {
+		t.Fatal("copy past the end returned slots")
+	}
+	if k, _ := s.copySlots(4, 10); len(k) != 2 {
+		t.Fatalf("copy of the last slots returned %d", len(k))
+	}
+}
+
+// checkCache verifies the cache's internal invariants: the index, the LRU list and the
+// cold slots describe the same entries, and the count matches.
+func checkCache(t *testing.T, s *tokenCache, where string) {
+	t.Helper()
+	if len(s.index) != s.count {
+		t.Fatalf("%s: index holds %d keys, count %d", where, len(s.index), s.count)
+	}
+	seen := make(map[int32]bool)
+	for slot := s.head; slot != nilSlot; slot = s.next[slot] {
+		if seen[slot] {
+			t.Fatalf("%s: LRU list loops at slot %d", where, slot)
+		}
+		seen[slot] = true
+	}
+	for slot := range s.prev {
+		if s.prev[slot] == coldSlot {
+			if seen[int32(slot)] {
+				t.Fatalf("%s: slot %d both cold and listed", where, slot)
+			}
+			seen[int32(slot)] = true
+		}
+	}
+	if len(seen) != s.count {
+		t.Fatalf("%s: %d slots listed or cold, count %d", where, len(seen), s.count)
+	}
+	for k, slot := range s.index {
+		if !seen[slot] || s.keys[slot] != k {
+			t.Fatalf("%s: index entry for slot %d is not a held entry", where, slot)
+		}
+	}
+}
+
+// TestLoadColdMatchesModel loads a snapshot chunk into a cache and then drives it with
+// random operations, comparing it with a reference model in which the loaded entries are
+// the least recently used, the first loaded the oldest.
+func TestLoadColdMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	const capacity = 24
+	s := newTokenCache(capacity, newLogger("t"))
+	now := int64(3_000_000)
+	var keys [][32]byte
+	var exps []int64
+	model := &lruModel{capacity: capacity}
+	for i := 0; i < 22; i++ {
+		k := key(i)
+		exp := now + int64(rng.Intn(3000))
+		if i%7 == 3 {
+			exp = now - 1 // expired: skipped
+		}
+		keys = append(keys, k)
+		exps = append(exps, exp)
+		if exp > now { // loaded entries are older than anything added later
+			model.ents = append([]modelEnt{{k, exp}}, model.ents...)
+		}
+	}
+	if got := s.loadCold(keys, exps, now, 0); got != len(model.ents) {
+		t.Fatalf("loadCold returned %d, want %d", got, len(model.ents))
+	}
+	checkCache(t, s, "after load")
+	for step := 0; step < 5000; step++ {
+		now += int64(rng.Intn(15))
+		k := key(rng.Intn(70))
+		switch rng.Intn(4) {
+		case 0:
+			exp := now + int64(1+rng.Intn(3000))
+			s.add(k, exp, now)
+			model.add(k, exp, now)
+		case 1, 2:
+			if got, want := s.contains(k, now), model.contains(k, now); got != want {
+				t.Fatalf("step %d: contains = %v, want %v", step, got, want)
+			}
+		case 3:
+			s.sweep(now)
+			kept := model.ents[:0]
+			for _, e := range model.ents {
+				if (e.exp+expiryBucket-1)/expiryBucket*expiryBucket > now || e.exp > now {
+					kept = append(kept, e)
+				}
+			}
+			model.ents = kept
+		}
+		if step%250 == 0 {
+			checkCache(t, s, "step")
+		}
+	}
+	checkCache(t, s, "end")
+	if _, ev, _ := s.stats(); ev == 0 {
+		t.Fatal("the test did not exercise evictions")
+	}
+}
+
+func TestLoadColdDuplicatesAndFallback(t *testing.T) {
+	now := int64(4_000_000)
+	// A chunk that repeats a key (a malformed snapshot): one entry, the last expiry.
+	s := newTokenCache(100, newLogger("t"))
+	keys := [][32]byte{key(1), key(2), key(1), key(3)}
+	exps := []int64{now + 100, now + 200, now + 300, now + 400}
+	if got := s.loadCold(keys, exps, now, 0); got != 3 {
+		t.Fatalf("loadCold with a duplicate returned %d entries, want 3", got)
+	}
+	checkCache(t, s, "duplicates")
+	if s.exps[s.index[key(1)]] != now+300 {
+		t.Fatal("the duplicate did not keep its last expiry")
+	}
+	// Every entry can still be evicted, leaving an empty, consistent cache.
+	s.setCapacity(1, now)
+	s.setCapacity(0, now)
+	checkCache(t, s, "emptied")
+	if s.len() != 0 {
+		t.Fatalf("%d entries left", s.len())
+	}
+
+	// A cache that already holds other entries falls back to addBatch (and says so).
+	s = newTokenCache(100, newLogger("t"))
+	s.add(key(1), now+50, now)
+	if got := s.loadCold(keys, exps, now, 0); got != -1 {
+		t.Fatalf("loadCold on a non-empty store returned %d, want -1", got)
+	}
+	if got := s.loadCold([][32]byte{key(9)}, []int64{now + 10}, now, -1); got != -1 {
+		t.Fatalf("a later chunk returned %d, want -1", got)
+	}
+	checkCache(t, s, "fallback")
+	for _, i := range []int{1, 2, 3, 9} {
+		if !s.contains(key(i), now) {
+			t.Fatalf("key %d missing after the fallback", i)
+		}
+	}
+	// A full cache falls back too, and evicts as addBatch does.
+	s = newTokenCache(2, newLogger("t"))
+	if got := s.loadCold(keys, exps, now, 0); got != -1 || s.len() != 2 {
+		t.Fatalf("loadCold into a too small store: %d, %d entries", got, s.len())
+	}
+	// Expiries beyond the supported range are skipped, not stored.
+	s = newTokenCache(10, newLogger("t"))
+	if got := s.loadCold([][32]byte{key(1), key(2)}, []int64{maxExpiry + 1, now + 5}, now, 0); got != 1 {
+		t.Fatalf("out-of-range expiry: %d entries", got)
+	}
+	checkCache(t, s, "range")
 }

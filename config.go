@@ -13,6 +13,18 @@ import (
 	"time"
 )
 
+// Defaults, in one place: CreateConfig starts from them, and parseConfig applies them to
+// keys left empty (cacheSize has no fallback: 0 is refused).
+const (
+	defaultRevokePath    = "/api/id/v1/auth/token/revoke"
+	defaultCacheSize     = 1000000
+	defaultTokenTTL      = "24h" // defaultTTL
+	defaultClockSkew     = "1m"
+	defaultSubject       = "tokens.revoked" // nats.subject
+	defaultReplicas      = 1                // nats.replicas
+	defaultSnapshotEvery = 50000            // nats.snapshotEvery
+)
+
 // settings is a validated, normalised Config. Secrets are only kept as SHA-256 digests.
 type settings struct {
 	revokePath string
@@ -70,7 +82,7 @@ func parseConfig(c *Config) (*settings, error) {
 		clients:    make(map[string][32]byte),
 	}
 	if s.revokePath == "" {
-		s.revokePath = "/api/id/v1/auth/token/revoke"
+		s.revokePath = defaultRevokePath
 	}
 	if !strings.HasPrefix(s.revokePath, "/") {
 		return nil, fmt.Errorf("tokenrevoke: revokePath: %q must start with /", s.revokePath)
@@ -89,12 +101,12 @@ func parseConfig(c *Config) (*settings, error) {
 	if s.cacheSize > 1<<30 {
 		return nil, fmt.Errorf("tokenrevoke: cacheSize: %d is more than the maximum %d", s.cacheSize, 1<<30)
 	}
-	ttl, err := parseDuration("defaultTTL", c.DefaultTTL, "24h")
+	ttl, err := parseDuration("defaultTTL", c.DefaultTTL, defaultTokenTTL)
 	if err != nil {
 		return nil, err
 	}
 	s.defaultTTL = ttl
-	skew, err := parseDuration("clockSkew", c.ClockSkew, "1m")
+	skew, err := parseDuration("clockSkew", c.ClockSkew, defaultClockSkew)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +240,7 @@ func parseNATS(c *NATSConfig) (*natsSettings, error) {
 		return nil, errors.New("tokenrevoke: nats.servers: at least one server URL is required when nats is set")
 	}
 	if n.subject == "" {
-		n.subject = "tokens.revoked"
+		n.subject = defaultSubject
 	}
 	if strings.ContainsAny(n.subject, " \t\r\n*>") || strings.HasPrefix(n.subject, ".") ||
 		strings.HasSuffix(n.subject, ".") || strings.Contains(n.subject, "..") {
@@ -264,7 +276,7 @@ func parseNATS(c *NATSConfig) (*natsSettings, error) {
 		return nil, fmt.Errorf("tokenrevoke: nats.stream: %q is not a valid stream name", n.stream)
 	}
 	if n.replicas == 0 {
-		n.replicas = 1
+		n.replicas = defaultReplicas
 	}
 	if n.replicas < 1 || n.replicas > 5 {
 		return nil, fmt.Errorf("tokenrevoke: nats.replicas: must be 1 to 5, got %d", n.replicas)

@@ -6,12 +6,12 @@ import (
 )
 
 // A domain is the revocation state one Traefik process keeps for one NATS configuration
-// (or for "no NATS"): the store of revoked tokens plus, when configured, the NATS link
+// (or for "no NATS"): the cache of revoked tokens plus, when configured, the NATS link
 // that shares it. Traefik calls New for every router and every reload; all those
 // middleware instances join the same domain, so a reload never forgets a revocation and
 // never opens a second connection.
 type domain struct {
-	store   *store
+	cache   *tokenCache
 	log     *logger
 	link    link         // nil without NATS
 	limiter *rateLimiter // per-client revocation rates
@@ -50,7 +50,7 @@ type linkStatus struct {
 	Snapshot *snapshotStatus `json:"snapshot,omitempty"`
 }
 
-// janitorEvery is how often expired entries are swept from a domain's store.
+// janitorEvery is how often expired entries are swept from a domain's cache.
 const janitorEvery = 30 * time.Second
 
 var (
@@ -59,7 +59,7 @@ var (
 )
 
 // joinDomain returns the process-wide domain for s, creating it (and its NATS link)
-// on first use. A later New with a different cacheSize resizes the shared store.
+// on first use. A later New with a different cacheSize resizes the shared cache.
 func joinDomain(s *settings, log *logger) (*domain, error) {
 	key := "local"
 	if s.nats != nil {
@@ -68,14 +68,14 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 	domainsMu.Lock()
 	defer domainsMu.Unlock()
 	if d, ok := domains[key]; ok {
-		if d.store.capacity != s.cacheSize {
-			d.store.setCapacity(s.cacheSize, time.Now().Unix())
+		if d.cache.capacity != s.cacheSize {
+			d.cache.setCapacity(s.cacheSize, time.Now().Unix())
 		}
 		return d, nil
 	}
 	d := newDomain(s.cacheSize, log)
 	if s.nats != nil {
-		l, err := startNATSLink(d, s.nats, log)
+		l, err := startNATSLink(d.cache, s.nats, log)
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +88,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 
 // newDomain returns a domain with an empty store and no NATS link.
 func newDomain(cacheSize int, log *logger) *domain {
-	return &domain{store: newStore(cacheSize, log), log: log, limiter: newRateLimiter()}
+	return &domain{cache: newTokenCache(cacheSize, log), log: log, limiter: newRateLimiter()}
 }
 
 // janitor sweeps expired entries for the life of the process (domains are never
@@ -96,14 +96,14 @@ func newDomain(cacheSize int, log *logger) *domain {
 func (d *domain) janitor() {
 	for {
 		time.Sleep(janitorEvery)
-		d.store.sweep(time.Now().Unix())
+		d.cache.sweep(time.Now().Unix())
 	}
 }
 
 // revoke applies a revocation locally, then shares it. The local entry is kept even
 // when sharing fails, so this gateway enforces it while the client retries.
 func (d *domain) revoke(sum [32]byte, exp int64, hint string, now time.Time) error {
-	if !d.store.add(sum, exp, now.Unix()) {
+	if !d.cache.add(sum, exp, now.Unix()) {
 		return nil // already expired: nothing left to enforce
 	}
 	if d.link == nil {

@@ -96,10 +96,10 @@ type TLSConfig struct {
 // CreateConfig returns the default configuration.
 func CreateConfig() *Config {
 	return &Config{
-		RevokePath: "/api/id/v1/auth/token/revoke",
-		CacheSize:  1000000,
-		DefaultTTL: "24h",
-		ClockSkew:  "1m",
+		RevokePath: defaultRevokePath,
+		CacheSize:  defaultCacheSize,
+		DefaultTTL: defaultTokenTTL,
+		ClockSkew:  defaultClockSkew,
 	}
 }
 
@@ -109,16 +109,16 @@ type Middleware struct {
 	revokePath string
 	statusPath string
 	endpoints  map[string]bool // paths the plugin answers itself
-	store      *store
-	rlock      sync.Locker        // the store's read lock (store.mu.RLocker()), for the fast path
-	index      map[[32]byte]int32 // the store's index (the map is never replaced)
+	cache      *tokenCache
+	rlock      sync.Locker        // the cache's read lock (cache.mu.RLocker()), for the fast path
+	index      map[[32]byte]int32 // the cache's index (the map is never replaced)
 	settings   *settings
 	log        *logger
 	domain     *domain
 }
 
 // New builds the middleware. Traefik calls it for every router that uses the middleware
-// and again on every configuration reload, so anything long-lived (the store, the NATS
+// and again on every configuration reload, so anything long-lived (the cache, the NATS
 // connection) is shared per process through the domain registry instead of being
 // created here.
 func New(ctx context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
@@ -175,9 +175,9 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 		next:       next,
 		revokePath: s.revokePath,
 		statusPath: s.statusPath,
-		store:      d.store,
-		rlock:      d.store.mu.RLocker(),
-		index:      d.store.index,
+		cache:      d.cache,
+		rlock:      d.cache.mu.RLocker(),
+		index:      d.cache.index,
 		settings:   s,
 		log:        log,
 		domain:     d,
@@ -236,7 +236,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 									m.rlock.Lock()
 									_, slow = m.index[sha256.Sum256([]byte(t[7:strings.LastIndexByte(t, '.')]))]
 									if !slow {
-										slow = m.store.legacy
+										slow = m.cache.legacy
 									}
 									m.rlock.Unlock()
 								}
@@ -289,17 +289,17 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 // parts ignore the rest, so "<revoked JWS>.x" would be accepted as the revoked token.
 func (m *Middleware) revoked(tok string, now int64) bool {
 	key, kind := tokenKey(tok)
-	if m.store.contains(key, now) {
+	if m.cache.contains(key, now) {
 		return true
 	}
 	if kind != kindJWS && len(tok) > 0 && tok[0] == 'e' {
 		if i := strings.IndexByte(tok, '.'); i > 0 {
 			if j := strings.IndexByte(tok[i+1:], '.'); j >= 0 {
-				if m.store.contains(sha256.Sum256([]byte(tok[:i+1+j])), now) {
+				if m.cache.contains(sha256.Sum256([]byte(tok[:i+1+j])), now) {
 					return true
 				}
 			}
 		}
 	}
-	return kind != kindToken && m.store.hasLegacy() && m.store.contains(hashToken(tok), now)
+	return kind != kindToken && m.cache.hasLegacy() && m.cache.contains(hashToken(tok), now)
 }

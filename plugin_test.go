@@ -44,7 +44,7 @@ func (b *backend) count() int {
 
 var testDomainSeq int
 
-// newTestMiddleware builds a middleware with its own domain (store), so tests do not
+// newTestMiddleware builds a middleware with its own domain (cache), so tests do not
 // share revocations through the process-wide registry.
 func newTestMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *backend) {
 	t.Helper()
@@ -187,7 +187,7 @@ func TestRevokeEndpointErrors(t *testing.T) {
 			if b.count() != 0 {
 				t.Errorf("the backend saw the revoke request")
 			}
-			if n := m.store.len(); n != 0 {
+			if n := m.cache.len(); n != 0 {
 				t.Errorf("a rejected request changed the store: %d entries", n)
 			}
 		})
@@ -381,7 +381,7 @@ func TestExpiredJWTRevocationIs200AndStoresNothing(t *testing.T) {
 	if rec := serve(m, revokeReq("token="+tok, basic("portal", "s3cret"))); rec.Code != http.StatusOK {
 		t.Fatalf("status %d", rec.Code)
 	}
-	if m.store.len() != 0 {
+	if m.cache.len() != 0 {
 		t.Fatalf("an already expired token was stored")
 	}
 }
@@ -471,6 +471,51 @@ func TestSharedDomainAcrossNewCalls(t *testing.T) {
 	}
 }
 
+func TestFailClosedUntilSynced(t *testing.T) {
+	m, b := newTestMiddleware(t, func(c *Config) {
+		c.FailClosed = true
+		c.NATS = &NATSConfig{Servers: []string{"nats://127.0.0.1:1"}, Stream: "REVOCATIONS"}
+	})
+	fl := &fakeLink{}
+	m.domain.link = fl
+	fc := &failClosedMiddleware{m: m}
+	serve := func(_ *Middleware, req *http.Request) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		fc.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := serve(m, bearerReq("any"))
+	checkError(t, rec, http.StatusServiceUnavailable, errUnavailable)
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	// Requests without a bearer token are not affected.
+	if rec := serve(m, httptest.NewRequest(http.MethodGet, "/public", nil)); rec.Code != http.StatusTeapot {
+		t.Errorf("anonymous request: %d", rec.Code)
+	}
+	fl.isSynced = true
+	if rec := serve(m, bearerReq("any")); rec.Code != http.StatusTeapot {
+		t.Fatalf("after sync: %d", rec.Code)
+	}
+	if b.count() != 2 {
+		t.Errorf("backend saw %d requests, want 2", b.count())
+	}
+	fl.isSynced = false // the consumer stalled
+	checkError(t, serve(m, bearerReq("any")), http.StatusServiceUnavailable, errUnavailable)
+	// The endpoints stay available while unsynced.
+	if rec := serve(m, revokeReq("token=x", basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Errorf("revoke while unsynced: %d", rec.Code)
+	}
+	// New returns the fail-closed wrapper only when asked to.
+	c := CreateConfig()
+	c.Clients = []ClientConfig{{ID: "a", Secret: "b"}}
+	if h, err := New(context.Background(), http.NotFoundHandler(), c, "plain"); err != nil {
+		t.Fatal(err)
+	} else if _, ok := h.(*Middleware); !ok {
+		t.Errorf("New returned %T without failClosed", h)
+	}
+}
+
 func TestNoSecretOrTokenInLogs(t *testing.T) {
 	var buf bytes.Buffer
 	logSinkMu.Lock()
@@ -507,7 +552,7 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 	revoked := []string{"tokR", "x", "", " tokR", "\ttokR", "tokR ", "eyJh.eyJw.sigR", "eyJh.b.c.d.e", "eR"}
 	for _, r := range revoked {
 		key, _ := tokenKey(r)
-		m.store.add(key, now+3600, now)
+		m.cache.add(key, now+3600, now)
 	}
 	paths := []string{"/api/orders", m.revokePath, "/tr/status", "", "/"}
 	queries := []string{"", "a=1", "access_token=tokR", "access_token=other"}

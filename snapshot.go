@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 //
 // Replaying a stream costs one NATS message per revocation, and under the interpreter
 // that is tens of microseconds each: a million revocations took about 30 s. So synced
-// gateways also keep a compact snapshot of their store in a second stream, and a gateway
+// gateways also keep a compact snapshot of their cache in a second stream, and a gateway
 // that starts fresh loads the newest snapshot (a few dozen large messages, decoded by
 // compiled stdlib calls) and then replays only the revocations stored after it.
 //
@@ -30,25 +31,32 @@ import (
 //   - The manifest names the revocation stream and its creation time (a snapshot of a
 //     deleted and recreated stream is ignored) and the sequence up to which every
 //     revocation is included: the loader starts its ordered consumer right after it.
-//   - Only a synced gateway whose store never evicted a live entry writes one, so a
+//   - Only a synced gateway whose cache never evicted a live entry writes one, so a
 //     snapshot holds every live revocation up to its sequence. It writes when the stream
 //     has grown by snapshotEvery messages since the newest snapshot, then purges the
-//     chunks of all older snapshots. Chunks and manifest carry a TTL (defaultTTL): a snapshot that
-//     is never replaced simply expires, and the next new gateway replays in full.
+//     chunks of all older snapshots. Chunks and manifest carry a TTL (defaultTTL): a
+//     snapshot that is never replaced simply expires, and the next new gateway replays
+//     in full.
+//   - The stream follower (stream.go) drives the snapshotter below: it asks it to load
+//     the newest snapshot before its first replay, and, while synced, whether a
+//     snapshot is due and to write one.
 //   - The stream stays the source of truth: any problem with a snapshot (missing chunk,
 //     bad data, other stream) makes the loader replay the whole stream instead.
 
 const (
-	defaultSnapshotEvery = 50000
-	snapshotMagic        = "TRS1"
-	snapshotHeaderLen    = 8
-	snapshotSlotLen      = 32 + 8
+	snapshotMagic     = "TRS1"
+	snapshotHeaderLen = 8
+	snapshotSlotLen   = 32 + 8
 	// snapshotChunkSlots bounds a chunk to ~512 KiB: half the default max_payload, so
-	// the base64 copy in the stream's message-get reply stays under a megabyte.
+	// the base64 copy in the stream's message-get reply stays under a megabyte. A chunk
+	// must also fit one bulk load of the cache (checked below).
 	snapshotChunkSlots = 13107
-	// snapshotPoll is how often a gateway checks whether a snapshot is due.
-	snapshotPoll = 2 * time.Second
 )
+
+// A loaded chunk goes into the cache with one loadCold call, which takes at most
+// coldLoadMax entries in bulk (a larger batch would fall back to the slower addBatch):
+// this constant does not compile if a chunk could be larger.
+const _ = uint(coldLoadMax - snapshotChunkSlots)
 
 // snapshotManifest describes one complete snapshot.
 type snapshotManifest struct {
@@ -91,65 +99,92 @@ func wantedSnapshotStream(n *natsSettings) natsclient.StreamConfig {
 	return c
 }
 
-// ensureSnapshotStream creates the snapshot stream when it is missing. Snapshots are an
+// snapshotter writes snapshots of the cache into the snapshot stream and loads the
+// newest one into a fresh cache. It keeps its own state under its own lock; the stream
+// follower decides when to ask it (load before the first replay, due and write while
+// synced).
+type snapshotter struct {
+	conn  *natsclient.Conn
+	n     *natsSettings
+	cache *tokenCache
+	log   *logger
+
+	mu       sync.Mutex
+	knownSeq uint64         // sequence of the newest snapshot known to exist
+	st       snapshotStatus // for the status document
+}
+
+func newSnapshotter(conn *natsclient.Conn, n *natsSettings, cache *tokenCache, log *logger) *snapshotter {
+	return &snapshotter{conn: conn, n: n, cache: cache, log: log}
+}
+
+// status returns a copy of the snapshot part of the status document.
+func (s *snapshotter) status() snapshotStatus {
+	s.mu.Lock()
+	st := s.st
+	s.mu.Unlock()
+	return st
+}
+
+// ensureStream creates the snapshot stream when it is missing. Snapshots are an
 // optimisation: a failure only makes new gateways replay the whole stream.
-func (j *js) ensureSnapshotStream(l *natsLink) {
-	n := l.n
-	_, err := l.conn.StreamInfo(n.snapshotStream(), publishTimeout)
+func (s *snapshotter) ensureStream() {
+	n := s.n
+	_, err := s.conn.StreamInfo(n.snapshotStream(), publishTimeout)
 	if err == natsclient.ErrStreamNotFound {
-		_, err = l.conn.AddStream(wantedSnapshotStream(n), publishTimeout)
+		_, err = s.conn.AddStream(wantedSnapshotStream(n), publishTimeout)
 		if err == nil {
-			l.log.infof("nats: created stream %s (subjects %s.>) for snapshots of %s", n.snapshotStream(), n.snapshotPrefix(), n.stream)
+			s.log.infof("nats: created stream %s (subjects %s.>) for snapshots of %s", n.snapshotStream(), n.snapshotPrefix(), n.stream)
 		}
 	}
 	if err != nil {
-		j.snapFail(l, "nats: snapshot stream "+n.snapshotStream()+" unavailable ("+err.Error()+"); new gateways replay the whole stream")
+		s.fail("nats: snapshot stream " + n.snapshotStream() + " unavailable (" + err.Error() + "); new gateways replay the whole stream")
 	}
 }
 
-// snapFail records a snapshot problem and logs it once per distinct message.
-func (j *js) snapFail(l *natsLink, msg string) {
-	j.mu.Lock()
-	repeat := j.snap.LastError == msg
-	j.snap.LastError = msg
-	j.mu.Unlock()
+// fail records a snapshot problem and logs it once per distinct message.
+func (s *snapshotter) fail(msg string) {
+	s.mu.Lock()
+	repeat := s.st.LastError == msg
+	s.st.LastError = msg
+	s.mu.Unlock()
 	if !repeat {
-		l.log.warnf("%s", msg)
+		s.log.warnf("%s", msg)
 	}
 }
 
-// loadSnapshot loads the newest usable snapshot into the store and returns the stream
-// sequence it covers (0: none, replay everything). info is the revocation stream's.
-func (j *js) loadSnapshot(l *natsLink, info *natsclient.StreamInfo) uint64 {
-	n := l.n
+// load loads the newest usable snapshot into the cache and returns the stream sequence
+// it covers (0: none, replay everything). info is the revocation stream's.
+func (s *snapshotter) load(info *natsclient.StreamInfo) uint64 {
+	n := s.n
 	start := time.Now()
-	m, err := l.conn.GetMsg(n.snapshotStream(), natsclient.GetMsgRequest{LastBySubject: n.manifestSubject()}, publishTimeout)
+	m, err := s.conn.GetMsg(n.snapshotStream(), natsclient.GetMsgRequest{LastBySubject: n.manifestSubject()}, publishTimeout)
 	if err == natsclient.ErrMsgNotFound || err == natsclient.ErrStreamNotFound {
 		return 0
 	}
 	if err != nil {
-		j.snapFail(l, "nats: cannot read the snapshot manifest ("+err.Error()+"); replaying the whole stream")
+		s.fail("nats: cannot read the snapshot manifest (" + err.Error() + "); replaying the whole stream")
 		return 0
 	}
 	var man snapshotManifest
 	if err := json.Unmarshal(m.Data, &man); err != nil {
-		j.snapFail(l, "nats: snapshot manifest is not valid JSON; replaying the whole stream")
+		s.fail("nats: snapshot manifest is not valid JSON; replaying the whole stream")
 		return 0
 	}
 	if problem := manifestProblem(&man, n, info); problem != "" {
-		j.snapFail(l, "nats: snapshot "+man.ID+" not used ("+problem+"); replaying the whole stream")
+		s.fail("nats: snapshot " + man.ID + " not used (" + problem + "); replaying the whole stream")
 		return 0
 	}
 	// Chunks are fetched and decoded by a few goroutines at once (the round trips
 	// overlap, and decoding runs compiled on the other core) while this goroutine adds
-	// them to the store in order.
+	// them to the cache in order.
 	chunks := make([]snapshotChunk, len(man.Chunks))
 	for i := range chunks {
 		chunks[i].done = make(chan struct{})
 	}
 	var next int64 = -1
 	for w := 0; w < snapshotFetchers; w++ {
-		go fetchChunks(l, &man, chunks, &next)
+		go s.fetchChunks(&man, chunks, &next)
 	}
 	now := time.Now().Unix()
 	total := 0
@@ -164,27 +199,27 @@ func (j *js) loadSnapshot(l *natsLink, info *natsclient.StreamInfo) uint64 {
 			problem = chunks[i].problem
 			continue
 		}
-		loaded = l.d.store.loadCold(chunks[i].keys, chunks[i].exps, now, loaded)
+		loaded = s.cache.loadCold(chunks[i].keys, chunks[i].exps, now, loaded)
 		total += len(chunks[i].keys)
 		chunks[i].keys = nil
 		chunks[i].exps = nil
 	}
 	if problem != "" {
-		j.snapFail(l, "nats: snapshot "+man.ID+" "+problem+"; replaying the whole stream")
+		s.fail("nats: snapshot " + man.ID + " " + problem + "; replaying the whole stream")
 		return 0
 	}
 	if total != man.Slots {
-		j.snapFail(l, "nats: snapshot "+man.ID+" holds "+strconv.Itoa(total)+" entries, its manifest says "+strconv.Itoa(man.Slots)+"; replaying the whole stream")
+		s.fail("nats: snapshot " + man.ID + " holds " + strconv.Itoa(total) + " entries, its manifest says " + strconv.Itoa(man.Slots) + "; replaying the whole stream")
 		return 0
 	}
-	entries := l.d.store.len()
-	j.mu.Lock()
-	j.snap.LoadedSeq = man.Seq
-	j.snap.LoadedEntries = entries
-	j.snap.LastError = ""
-	j.knownSnapSeq = man.Seq
-	j.mu.Unlock()
-	l.log.infof("nats: loaded snapshot %s of stream %s (sequence %d, %d revocations held) in %s; replaying from sequence %d",
+	entries := s.cache.len()
+	s.mu.Lock()
+	s.st.LoadedSeq = man.Seq
+	s.st.LoadedEntries = entries
+	s.st.LastError = ""
+	s.knownSeq = man.Seq
+	s.mu.Unlock()
+	s.log.infof("nats: loaded snapshot %s of stream %s (sequence %d, %d revocations held) in %s; replaying from sequence %d",
 		man.ID, n.stream, man.Seq, entries, time.Since(start).Round(time.Millisecond), man.Seq+1)
 	return man.Seq
 }
@@ -202,15 +237,15 @@ type snapshotChunk struct {
 
 // fetchChunks takes chunk numbers from next (atomically) until none are left, reads
 // and decodes each, and closes its done channel.
-func fetchChunks(l *natsLink, man *snapshotManifest, chunks []snapshotChunk, next *int64) {
-	n := l.n
+func (s *snapshotter) fetchChunks(man *snapshotManifest, chunks []snapshotChunk, next *int64) {
+	n := s.n
 	for {
 		i := int(atomic.AddInt64(next, 1))
 		if i >= len(chunks) {
 			return
 		}
 		c := &chunks[i]
-		cm, err := l.conn.GetMsg(n.snapshotStream(), natsclient.GetMsgRequest{Seq: man.Chunks[i]}, publishTimeout)
+		cm, err := s.conn.GetMsg(n.snapshotStream(), natsclient.GetMsgRequest{Seq: man.Chunks[i]}, publishTimeout)
 		if err != nil {
 			c.problem = "chunk " + strconv.Itoa(i) + " unreadable (" + err.Error() + ")"
 		} else if cm.Subject != n.chunkSubject(man.ID, i) {
@@ -280,92 +315,63 @@ func decodeSnapshotChunk(data []byte) ([][32]byte, []int64, bool) {
 	if binary.Read(bytes.NewReader(data[split:]), binary.LittleEndian, exps) != nil {
 		return nil, nil, false
 	}
-	// Expiries are range-checked where they are used (store.loadCold), not in another
+	// Expiries are range-checked where they are used (tokenCache.loadCold), not in another
 	// interpreted pass over the chunk.
 	return keys, exps, true
 }
 
-// snapshotLoop runs for the life of the link and writes a snapshot whenever one is due.
-// It polls (no select: yaegi v0.16.1 shares a select's cases between goroutines that
-// run the same statement, and a process may hold several links).
-func (l *natsLink) snapshotLoop() {
-	j := &l.js
-	for {
-		time.Sleep(snapshotPoll + jitterUpTo(snapshotPoll))
-		if l.conn.IsClosed() {
-			return
-		}
-		if j.snapshotDue(l) {
-			j.writeSnapshot(l)
-		}
-	}
-}
-
-func jitterUpTo(d time.Duration) time.Duration {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return d * time.Duration(binary.LittleEndian.Uint16(b[:])) / 65536
-}
-
-// snapshotDue reports whether this gateway should write a snapshot now: it is synced, its
-// store never dropped a live entry, and the stream grew by snapshotEvery messages since
-// the newest snapshot (its own, the one it loaded, or one another gateway wrote).
-func (j *js) snapshotDue(l *natsLink) bool {
-	if !j.synced() {
+// due reports whether a snapshot should be written now, given the stream sequence
+// applied to the cache and the stream's creation time; the follower asks only while
+// synced. One is due when the cache never dropped a live entry and the stream grew by
+// snapshotEvery messages since the newest snapshot (this gateway's, the one it loaded,
+// or one another gateway wrote).
+func (s *snapshotter) due(applied uint64, created time.Time) bool {
+	s.mu.Lock()
+	known := s.knownSeq
+	s.mu.Unlock()
+	if applied < known+s.n.snapshotEvery {
 		return false
 	}
-	applied := atomic.LoadUint64(&j.applied)
-	j.mu.Lock()
-	known := j.knownSnapSeq
-	created := j.created
-	j.mu.Unlock()
-	if applied < known+l.n.snapshotEvery {
+	if _, evictions, _ := s.cache.stats(); evictions > 0 {
 		return false
 	}
-	if _, evictions, _ := l.d.store.stats(); evictions > 0 {
-		return false
-	}
-	m, err := l.conn.GetMsg(l.n.snapshotStream(), natsclient.GetMsgRequest{LastBySubject: l.n.manifestSubject()}, publishTimeout)
+	m, err := s.conn.GetMsg(s.n.snapshotStream(), natsclient.GetMsgRequest{LastBySubject: s.n.manifestSubject()}, publishTimeout)
 	if err != nil {
 		return err == natsclient.ErrMsgNotFound
 	}
 	var man snapshotManifest
-	if json.Unmarshal(m.Data, &man) != nil || man.Stream != l.n.stream || !man.StreamCreated.Equal(created) {
+	if json.Unmarshal(m.Data, &man) != nil || man.Stream != s.n.stream || !man.StreamCreated.Equal(created) {
 		return true
 	}
-	j.mu.Lock()
-	if man.Seq > j.knownSnapSeq {
-		j.knownSnapSeq = man.Seq
+	s.mu.Lock()
+	if man.Seq > s.knownSeq {
+		s.knownSeq = man.Seq
 	}
-	j.mu.Unlock()
-	return applied >= man.Seq+l.n.snapshotEvery
+	s.mu.Unlock()
+	return applied >= man.Seq+s.n.snapshotEvery
 }
 
-// writeSnapshot writes the store as a snapshot covering every revocation applied so far.
-// The sequence is read before the store is copied, so each revocation up to it is in the
-// copy; later ones that slip in are harmless (the loader's replay repeats them).
-func (j *js) writeSnapshot(l *natsLink) {
-	n := l.n
+// write writes the cache as a snapshot covering every revocation up to stream sequence
+// seq. The follower reads seq before the cache is copied, so each revocation up to it is
+// in the copy; later ones that slip in are harmless (the loader's replay repeats them).
+func (s *snapshotter) write(seq uint64, created time.Time) {
+	n := s.n
 	start := time.Now()
-	seq := atomic.LoadUint64(&j.applied)
-	j.mu.Lock()
-	created := j.created
-	j.mu.Unlock()
-	_, evictionsBefore, _ := l.d.store.stats()
+	_, evictionsBefore, _ := s.cache.stats()
 	id := randomSnapshotID()
 	chunkTTL := natsclient.FormatTTL(n.defaultTTL + time.Minute)
 	var chunks []uint64
 	slots := 0
 	for from := 0; ; from += snapshotChunkSlots {
-		keys, exps := l.d.store.copySlots(from, snapshotChunkSlots)
+		keys, exps := s.cache.copySlots(from, snapshotChunkSlots)
 		if len(keys) == 0 {
 			break
 		}
 		hdr := natsclient.Header{}
 		hdr.Set(natsclient.HeaderMsgTTL, chunkTTL)
-		ack, err := l.conn.PublishJS(n.chunkSubject(id, len(chunks)), hdr, encodeSnapshotChunk(keys, exps), publishTimeout)
+		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)), hdr, encodeSnapshotChunk(keys, exps), publishTimeout)
 		if err != nil {
-			j.snapFail(l, "nats: writing a snapshot failed ("+err.Error()+")")
+			s.fail("nats: writing a snapshot failed (" + err.Error() + ")")
 			return
 		}
 		chunks = append(chunks, ack.Seq)
@@ -374,10 +380,10 @@ func (j *js) writeSnapshot(l *natsLink) {
 	if len(chunks) == 0 {
 		return
 	}
-	if _, evictions, _ := l.d.store.stats(); evictions != evictionsBefore {
-		// A live entry was dropped while the store was being copied: the chunks may
+	if _, evictions, _ := s.cache.stats(); evictions != evictionsBefore {
+		// A live entry was dropped while the cache was being copied: the chunks may
 		// miss it, so they get no manifest (they expire by themselves).
-		j.snapFail(l, "nats: snapshot abandoned: the store evicted live entries while it was written (raise cacheSize)")
+		s.fail("nats: snapshot abandoned: the store evicted live entries while it was written (raise cacheSize)")
 		return
 	}
 	body, _ := json.Marshal(snapshotManifest{
@@ -386,18 +392,18 @@ func (j *js) writeSnapshot(l *natsLink) {
 	})
 	hdr := natsclient.Header{}
 	hdr.Set(natsclient.HeaderMsgTTL, natsclient.FormatTTL(n.defaultTTL))
-	if _, err := l.conn.PublishJS(n.manifestSubject(), hdr, body, publishTimeout); err != nil {
-		j.snapFail(l, "nats: writing a snapshot manifest failed ("+err.Error()+")")
+	if _, err := s.conn.PublishJS(n.manifestSubject(), hdr, body, publishTimeout); err != nil {
+		s.fail("nats: writing a snapshot manifest failed (" + err.Error() + ")")
 		return
 	}
-	entries, _, _ := l.d.store.stats()
-	j.mu.Lock()
-	j.knownSnapSeq = seq
-	j.snap.WrittenSeq = seq
-	j.snap.WrittenEntries = entries
-	j.snap.LastError = ""
-	j.mu.Unlock()
-	l.log.infof("nats: wrote snapshot %s of stream %s (sequence %d, %d revocations, %d chunks) in %s",
+	entries, _, _ := s.cache.stats()
+	s.mu.Lock()
+	s.knownSeq = seq
+	s.st.WrittenSeq = seq
+	s.st.WrittenEntries = entries
+	s.st.LastError = ""
+	s.mu.Unlock()
+	s.log.infof("nats: wrote snapshot %s of stream %s (sequence %d, %d revocations, %d chunks) in %s",
 		id, n.stream, seq, entries, len(chunks), time.Since(start).Round(time.Millisecond))
 	// Remove the chunks of every older snapshot (the one replaced, and any left by a
 	// gateway that wrote at the same time and lost): all chunk messages stored before
@@ -405,8 +411,8 @@ func (j *js) writeSnapshot(l *natsLink) {
 	if chunks[0] <= 1 {
 		return
 	}
-	if _, err := l.conn.PurgeStream(n.snapshotStream(), natsclient.PurgeRequest{Filter: n.snapshotPrefix() + ".*.*", Seq: chunks[0]}, publishTimeout); err != nil {
-		l.log.infof("nats: could not purge replaced snapshots (%v); they expire by themselves", err)
+	if _, err := s.conn.PurgeStream(n.snapshotStream(), natsclient.PurgeRequest{Filter: n.snapshotPrefix() + ".*.*", Seq: chunks[0]}, publishTimeout); err != nil {
+		s.log.infof("nats: could not purge replaced snapshots (%v); they expire by themselves", err)
 	}
 }
 

@@ -42,7 +42,7 @@ func (m *Middleware) serveStatus(rw http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	entries, evictions, expired := m.store.stats()
+	entries, evictions, expired := m.cache.stats()
 	doc := statusDoc{
 		Entries:   entries,
 		Capacity:  m.settings.cacheSize,

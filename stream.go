@@ -1,6 +1,8 @@
 package tokenrevoke
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,31 +25,42 @@ const streamCheckEvery = 5 * time.Second
 // consumerHeartbeat is the ordered consumer's idle heartbeat.
 const consumerHeartbeat = time.Second
 
-// replayBatch is how many replayed revocations are added to the store under one lock.
+// replayBatch is how many replayed revocations are added to the cache under one lock.
 const replayBatch = 512
 
-type js struct {
+// snapshotPoll is how often the follower asks its snapshotter whether a snapshot is due.
+const snapshotPoll = 2 * time.Second
+
+// streamFollower keeps the cache in step with the revocation stream: it sets the stream
+// up (creating or checking it), replays it into the cache, follows it, and publishes
+// into it. With snapshots on, it holds a snapshotter, which it asks to load a snapshot
+// before the first replay and, while synced, whether one is due.
+type streamFollower struct {
 	// applied (atomic) is the stream sequence of the last message whose revocation is in
-	// the store: a snapshot taken after reading it holds every revocation up to it.
-	applied uint64
+	// the cache: a snapshot taken after reading it holds every revocation up to it.
+	applied  uint64
+	received int64 // atomic: valid revocations received
+	drops    wireDrops
+	isSynced int32 // atomic: 1 once the consumer has caught up, 0 while stalled
+
+	conn  *natsclient.Conn // set by start
+	n     *natsSettings
+	cache *tokenCache
+	log   *logger
+	nlog  *natsLog     // shared with the link: the status document's lastError
+	snap  *snapshotter // nil with snapshots off
 
 	wakeCh chan struct{}
 
-	mu       sync.Mutex
-	ready    bool   // the stream exists and is compatible
-	problem  string // why the stream is unusable, "" when fine
-	consumer *natsclient.OrderedConsumer
-	started  time.Time
-	replayed int64
-
-	isSynced int32 // atomic: 1 once the consumer has caught up, 0 while stalled
-
-	// Snapshots (snapshot.go), under mu.
-	created      time.Time // the stream's creation time, from the last stream check
-	snapTried    bool      // the first set-up looked for a snapshot
-	startSeq     uint64    // sequence the loaded snapshot covers (0: none)
-	knownSnapSeq uint64    // sequence of the newest snapshot known to exist
-	snap         snapshotStatus
+	mu        sync.Mutex
+	ready     bool   // the stream exists and is compatible
+	problem   string // why the stream is unusable, "" when fine
+	consumer  *natsclient.OrderedConsumer
+	started   time.Time
+	replayed  int64
+	created   time.Time // the stream's creation time, from the last stream check
+	snapTried bool      // the first set-up looked for a snapshot
+	startSeq  uint64    // sequence the loaded snapshot covers (0: none)
 
 	// Replay batching; only touched by the consumer's delivery goroutine.
 	keys     [][32]byte
@@ -55,93 +68,110 @@ type js struct {
 	batchSeq uint64 // stream sequence of the last message taken into the batch
 }
 
-func (j *js) wake() {
+func newStreamFollower(n *natsSettings, cache *tokenCache, log *logger, nlog *natsLog) *streamFollower {
+	return &streamFollower{n: n, cache: cache, log: log, nlog: nlog, wakeCh: make(chan struct{}, 1)}
+}
+
+// start begins following the stream over conn, in the background.
+func (f *streamFollower) start(conn *natsclient.Conn) {
+	f.conn = conn
+	if f.n.snapshotEvery > 0 {
+		f.snap = newSnapshotter(conn, f.n, f.cache, f.log)
+	}
+	go f.run()
+	if f.snap != nil {
+		go f.snapshotLoop()
+	}
+}
+
+// wake makes a waiting set-up retry at once (after a reconnect).
+func (f *streamFollower) wake() {
 	select {
-	case j.wakeCh <- struct{}{}:
+	case f.wakeCh <- struct{}{}:
 	default:
 	}
 }
 
 // run sets up the stream and the consumer, retrying until both are in place; the
 // consumer then recreates itself on reconnects and gaps.
-func (j *js) run(l *natsLink) {
+func (f *streamFollower) run() {
 	for {
-		if l.conn.Connected() && j.setUp(l) {
+		if f.conn.Connected() && f.setUp() {
 			return
 		}
 		select {
-		case <-j.wakeCh:
+		case <-f.wakeCh:
 		case <-time.After(streamCheckEvery):
 		}
 	}
 }
 
-func (j *js) setUp(l *natsLink) bool {
-	info, err := j.ensureStream(l)
+func (f *streamFollower) setUp() bool {
+	info, err := f.ensureStream()
 	if err != nil {
-		j.fail(l, err.Error())
+		f.fail(err.Error())
 		return false
 	}
-	j.mu.Lock()
-	j.started = time.Now()
-	tried := j.snapTried
-	j.snapTried = true
-	j.mu.Unlock()
-	if l.n.snapshotEvery > 0 && !tried {
+	f.mu.Lock()
+	f.started = time.Now()
+	tried := f.snapTried
+	f.snapTried = true
+	f.mu.Unlock()
+	if f.snap != nil && !tried {
 		// A fresh gateway: load the newest snapshot, then replay only what follows it.
-		j.ensureSnapshotStream(l)
-		seq := j.loadSnapshot(l, info)
-		j.mu.Lock()
-		j.startSeq = seq
-		j.mu.Unlock()
+		f.snap.ensureStream()
+		seq := f.snap.load(info)
+		f.mu.Lock()
+		f.startSeq = seq
+		f.mu.Unlock()
 	}
-	j.mu.Lock()
-	startSeq := j.startSeq + 1
-	j.mu.Unlock()
-	c, err := l.conn.SubscribeOrdered(natsclient.OrderedOptions{
-		Stream:        l.n.stream,
-		FilterSubject: l.n.subject + ".>",
+	f.mu.Lock()
+	startSeq := f.startSeq + 1
+	f.mu.Unlock()
+	c, err := f.conn.SubscribeOrdered(natsclient.OrderedOptions{
+		Stream:        f.n.stream,
+		FilterSubject: f.n.subject + ".>",
 		StartSeq:      startSeq,
 		// A consumer whose server node died is only noticed after two missed
 		// heartbeats; keep that window short, since the gateway believes it is synced.
 		IdleHeartbeat: consumerHeartbeat,
-		OnMsg:         l.onStreamMsg, // a method value: no extra interpreted call per message
+		OnMsg:         f.onStreamMsg, // a method value: no extra interpreted call per message
 		Minimal:       true,          // only Subject, Data and Pending are read
-		OnSynced:      func(last uint64) { j.onSynced(l, last) },
-		OnStalled:     func(reason string) { j.onStalled(l, reason) },
-		Logf:          l.clientLog,
+		OnSynced:      f.onSynced,
+		OnStalled:     f.onStalled,
+		Logf:          f.nlog.clientLog,
 	})
 	if err != nil {
-		j.fail(l, "nats.stream: cannot read stream "+l.n.stream+": "+err.Error())
+		f.fail("nats.stream: cannot read stream " + f.n.stream + ": " + err.Error())
 		return false
 	}
-	j.mu.Lock()
-	j.consumer = c
-	j.mu.Unlock()
+	f.mu.Lock()
+	f.consumer = c
+	f.mu.Unlock()
 	return true
 }
 
 // fail records and logs a set-up problem (once per distinct message).
-func (j *js) fail(l *natsLink, msg string) {
-	j.mu.Lock()
-	repeat := j.problem == msg
-	j.problem = msg
-	j.mu.Unlock()
-	l.setErr(msg)
+func (f *streamFollower) fail(msg string) {
+	f.mu.Lock()
+	repeat := f.problem == msg
+	f.problem = msg
+	f.mu.Unlock()
+	f.nlog.setErr(msg)
 	if !repeat {
-		l.log.errorf("%s", msg)
+		f.log.errorf("%s", msg)
 	}
 }
 
 // ensureStream creates the stream, or checks that an existing one cannot lose live
 // revocations.
-func (j *js) ensureStream(l *natsLink) (*natsclient.StreamInfo, error) {
-	n := l.n
-	info, err := l.conn.StreamInfo(n.stream, publishTimeout)
+func (f *streamFollower) ensureStream() (*natsclient.StreamInfo, error) {
+	n := f.n
+	info, err := f.conn.StreamInfo(n.stream, publishTimeout)
 	if errors.Is(err, natsclient.ErrStreamNotFound) {
-		info, err = l.conn.AddStream(wantedStream(n), publishTimeout)
+		info, err = f.conn.AddStream(wantedStream(n), publishTimeout)
 		if err == nil {
-			l.log.infof("nats: created stream %s (subjects %s.>, file storage, %d replica(s), one message per token, per-message TTL)",
+			f.log.infof("nats: created stream %s (subjects %s.>, file storage, %d replica(s), one message per token, per-message TTL)",
 				n.stream, n.subject, n.replicas)
 		}
 	}
@@ -149,16 +179,16 @@ func (j *js) ensureStream(l *natsLink) (*natsclient.StreamInfo, error) {
 		return nil, fmt.Errorf("nats.stream: stream %s: %v", n.stream, err)
 	}
 	if problem := streamProblem(info.Config, n); problem != "" {
-		j.mu.Lock()
-		j.ready = false
-		j.mu.Unlock()
+		f.mu.Lock()
+		f.ready = false
+		f.mu.Unlock()
 		return nil, fmt.Errorf("nats.stream: existing stream %s is not usable: %s; fix the stream or set another nats.stream", n.stream, problem)
 	}
-	j.mu.Lock()
-	j.ready = true
-	j.problem = ""
-	j.created = info.Created
-	j.mu.Unlock()
+	f.mu.Lock()
+	f.ready = true
+	f.problem = ""
+	f.created = info.Created
+	f.mu.Unlock()
 	return info, nil
 }
 
@@ -214,90 +244,133 @@ func streamProblem(c natsclient.StreamConfig, n *natsSettings) string {
 }
 
 // publish stores one revocation in the stream and waits for the stream's ack.
-func (j *js) publish(l *natsLink, subject string, body []byte, exp int64) error {
-	j.mu.Lock()
-	problem := j.problem
-	ready := j.ready
-	j.mu.Unlock()
+func (f *streamFollower) publish(subject string, body []byte, exp int64) error {
+	f.mu.Lock()
+	problem := f.problem
+	ready := f.ready
+	f.mu.Unlock()
 	if !ready && problem != "" {
 		return errors.New(problem)
 	}
 	hdr := natsclient.Header{}
 	hdr.Set("Nats-TTL", natsclient.FormatTTL(time.Until(time.Unix(exp, 0))))
-	ack, err := l.conn.PublishJS(subject, hdr, body, publishTimeout)
+	ack, err := f.conn.PublishJS(subject, hdr, body, publishTimeout)
 	if err != nil {
 		return err
 	}
-	if ack.Stream != l.n.stream {
-		return fmt.Errorf("nats.stream: revocation stored in stream %q, not %q (overlapping streams?)", ack.Stream, l.n.stream)
+	if ack.Stream != f.n.stream {
+		return fmt.Errorf("nats.stream: revocation stored in stream %q, not %q (overlapping streams?)", ack.Stream, f.n.stream)
 	}
 	return nil
 }
 
 // onStreamMsg runs on the consumer's delivery goroutine, in stream order. m is only
 // valid during the call; nothing of it is kept but copies.
-func (l *natsLink) onStreamMsg(m *natsclient.JSMsg) {
-	j := &l.js
-	sum, exp, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
+func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
+	sum, exp, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
 	if reason != "" {
-		l.drop(m.Subject, reason)
+		f.drops.drop(f.log, m.Subject, reason)
 	} else {
-		atomic.AddInt64(&l.received, 1)
-		j.keys = append(j.keys, sum)
-		j.exps = append(j.exps, exp)
-		j.batchSeq = m.StreamSeq
+		atomic.AddInt64(&f.received, 1)
+		f.keys = append(f.keys, sum)
+		f.exps = append(f.exps, exp)
+		f.batchSeq = m.StreamSeq
 	}
 	// Batch only while a large backlog remains: near the end of a replay (and for live
 	// messages) every revocation is applied at once, even if the stream's last messages
 	// expire before they are delivered and Pending never reaches 0.
-	if m.Pending < replayBatch || len(j.keys) >= replayBatch {
-		j.flush(l)
+	if m.Pending < replayBatch || len(f.keys) >= replayBatch {
+		f.flush()
 	}
 }
 
-func (j *js) flush(l *natsLink) {
-	if len(j.keys) == 0 {
+func (f *streamFollower) flush() {
+	if len(f.keys) == 0 {
 		return
 	}
-	n := l.d.store.addBatch(j.keys, j.exps, time.Now().Unix())
-	atomic.StoreUint64(&j.applied, j.batchSeq)
-	j.keys = j.keys[:0]
-	j.exps = j.exps[:0]
-	j.mu.Lock()
-	j.replayed += int64(n)
-	j.mu.Unlock()
+	n := f.cache.addBatch(f.keys, f.exps, time.Now().Unix())
+	atomic.StoreUint64(&f.applied, f.batchSeq)
+	f.keys = f.keys[:0]
+	f.exps = f.exps[:0]
+	f.mu.Lock()
+	f.replayed += int64(n)
+	f.mu.Unlock()
 }
 
-func (j *js) onSynced(l *natsLink, last uint64) {
-	j.flush(l)
-	first := atomic.SwapInt32(&j.isSynced, 1) == 0
-	j.mu.Lock()
-	took := time.Since(j.started)
-	replayed := j.replayed
-	j.mu.Unlock()
+func (f *streamFollower) onSynced(last uint64) {
+	f.flush()
+	first := atomic.SwapInt32(&f.isSynced, 1) == 0
+	f.mu.Lock()
+	took := time.Since(f.started)
+	replayed := f.replayed
+	f.mu.Unlock()
 	if first {
-		l.log.infof("nats: stream %s synced at sequence %d (%d revocations applied, %s since start)",
-			l.n.stream, last, replayed, took.Round(time.Millisecond))
+		f.log.infof("nats: stream %s synced at sequence %d (%d revocations applied, %s since start)",
+			f.n.stream, last, replayed, took.Round(time.Millisecond))
 	}
 }
 
-func (j *js) onStalled(l *natsLink, reason string) {
-	j.flush(l)
-	atomic.StoreInt32(&j.isSynced, 0)
-	j.mu.Lock()
-	j.started = time.Now()
-	j.mu.Unlock()
-	l.log.warnf("nats: stream %s consumer stalled (%s); replaying from the last sequence", l.n.stream, reason)
+func (f *streamFollower) onStalled(reason string) {
+	f.flush()
+	atomic.StoreInt32(&f.isSynced, 0)
+	f.mu.Lock()
+	f.started = time.Now()
+	f.mu.Unlock()
+	f.log.warnf("nats: stream %s consumer stalled (%s); replaying from the last sequence", f.n.stream, reason)
 }
 
-func (j *js) synced() bool { return atomic.LoadInt32(&j.isSynced) == 1 }
+func (f *streamFollower) synced() bool { return atomic.LoadInt32(&f.isSynced) == 1 }
 
-func (j *js) lastSeq() uint64 {
-	j.mu.Lock()
-	c := j.consumer
-	j.mu.Unlock()
+// lastSeq is the stream sequence of the last message delivered.
+func (f *streamFollower) lastSeq() uint64 {
+	f.mu.Lock()
+	c := f.consumer
+	f.mu.Unlock()
 	if c == nil {
 		return 0
 	}
 	return c.LastStreamSeq()
+}
+
+// counts returns the revocations received and the messages dropped as malformed.
+func (f *streamFollower) counts() (received, dropped int64) {
+	return atomic.LoadInt64(&f.received), f.drops.count()
+}
+
+// snapshotStatus is the snapshot part of the status document; nil with snapshots off.
+func (f *streamFollower) snapshotStatus() *snapshotStatus {
+	if f.snap == nil {
+		return nil
+	}
+	st := f.snap.status()
+	return &st
+}
+
+// snapshotLoop runs for the life of the connection and has a snapshot written whenever
+// the snapshotter finds one due. It polls (no select: yaegi v0.16.1 shares a select's
+// cases between goroutines that run the same statement, and a process may hold several
+// followers).
+func (f *streamFollower) snapshotLoop() {
+	for {
+		time.Sleep(snapshotPoll + jitterUpTo(snapshotPoll))
+		if f.conn.IsClosed() {
+			return
+		}
+		if !f.synced() {
+			continue
+		}
+		f.mu.Lock()
+		created := f.created
+		f.mu.Unlock()
+		if f.snap.due(atomic.LoadUint64(&f.applied), created) {
+			// Read again: the snapshot covers every revocation applied up to now.
+			f.snap.write(atomic.LoadUint64(&f.applied), created)
+		}
+	}
+}
+
+func jitterUpTo(d time.Duration) time.Duration {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return d * time.Duration(binary.LittleEndian.Uint16(b[:])) / 65536
 }

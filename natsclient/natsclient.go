@@ -167,7 +167,7 @@ type Conn struct {
 
 	mu           sync.Mutex
 	closed       bool
-	cur          *link
+	cur          *serverConn
 	dialing      net.Conn
 	pool         []server
 	lastLost     string
@@ -512,9 +512,9 @@ func (c *Conn) PublishMsg(subject, reply string, hdr Header, data []byte) error 
 // Flush sends a PING and waits for the matching PONG: when it returns nil, everything
 // published before has been processed by the server.
 func (c *Conn) Flush(timeout time.Duration) error {
-	// Two senders at most (the PONG or the loss of the link, and the timer): plain sends
-	// never block, and the caller waits with a plain receive. No select: see
-	// pendingRequest.
+	// Two senders at most (the PONG or the loss of the server connection, and the
+	// timer): plain sends never block, and the caller waits with a plain receive. No
+	// select: see pendingRequest.
 	ch := make(chan error, 2)
 	c.mu.Lock()
 	if c.closed {
@@ -601,12 +601,12 @@ func (c *Conn) subscribeLocked(e subEntry) int64 {
 	c.subs[sid] = e
 	if l := c.cur; l != nil {
 		writeSub(l, sid, e)
-		c.flushLocked(l) // on failure the link is replaced and the SUB re-sent
+		c.flushLocked(l) // on failure the server connection is replaced and the SUB re-sent
 	}
 	return sid
 }
 
-func writeSub(l *link, sid int64, e subEntry) {
+func writeSub(l *serverConn, sid int64, e subEntry) {
 	bw := l.bw
 	bw.WriteString("SUB ")
 	bw.WriteString(e.subject)

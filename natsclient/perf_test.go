@@ -132,7 +132,7 @@ func TestReaderLoopCost(t *testing.T) {
 		a, z := net.Pipe()
 		defer a.Close()
 		defer z.Close()
-		l := &link{raw: a}
+		l := &serverConn{raw: a}
 		count := 0
 		var e subEntry
 		if js {

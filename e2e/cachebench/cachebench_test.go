@@ -69,7 +69,7 @@ func BenchmarkCacheCandidates(b *testing.B) {
 	// The plugin's store, probed exactly as ServeHTTP does.
 	if _, err := i.Eval(`
 func storeBench(n, probes int, token string) lrubench.Result {
-	s := tokenrevoke.newStore(n, nil)
+	s := tokenrevoke.newTokenCache(n, nil)
 	now := time.Now().Unix()
 	var k [32]byte
 	k[31] = 0xAB

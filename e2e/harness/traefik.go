@@ -99,6 +99,10 @@ type TraefikOptions struct {
 	Env []string
 	// KeepWorkDir keeps the work directory after Close (also when E2E_KEEP is set).
 	KeepWorkDir bool
+	// Sample, when set, runs Traefik from sample configuration files of testdata/
+	// instead of the generated configuration (Dynamic, API, Passthrough, ExtraStatic
+	// and the admin entry point are then unused); see SampleConfig.
+	Sample *SampleConfig
 }
 
 // Traefik is a running Traefik process.
@@ -107,12 +111,13 @@ type Traefik struct {
 	WorkDir  string
 	LogPath  string
 	WebURL   string // http://127.0.0.1:<web port>
-	AdminURL string // http://127.0.0.1:<traefik entry point port>
+	AdminURL string // http://127.0.0.1:<traefik entry point port>; "" with a Sample
 	PingURL  string // AdminURL + /ping
 	// StartDuration is how long the process took to become ready.
 	StartDuration time.Duration
 
 	opts        TraefikOptions
+	staticPath  string
 	dynamicPath string
 	cmd         *exec.Cmd
 	logFile     *os.File
@@ -149,7 +154,11 @@ func StartTraefik(t testing.TB, opts TraefikOptions) *Traefik {
 	if err != nil {
 		t.Fatalf("start traefik %s: %v", opts.Name, err)
 	}
-	t.Logf("traefik %s ready in %v: web %s, admin %s", tr.Name, tr.StartDuration.Round(time.Millisecond), tr.WebURL, tr.AdminURL)
+	if tr.AdminURL == "" {
+		t.Logf("traefik %s ready in %v: web %s", tr.Name, tr.StartDuration.Round(time.Millisecond), tr.WebURL)
+	} else {
+		t.Logf("traefik %s ready in %v: web %s, admin %s", tr.Name, tr.StartDuration.Round(time.Millisecond), tr.WebURL, tr.AdminURL)
+	}
 	return tr
 }
 
@@ -206,6 +215,7 @@ func NewTraefik(opts TraefikOptions) (*Traefik, error) {
 		WebURL:      fmt.Sprintf("http://127.0.0.1:%d", opts.WebPort),
 		AdminURL:    fmt.Sprintf("http://127.0.0.1:%d", opts.AdminPort),
 		opts:        opts,
+		staticPath:  filepath.Join(work, "traefik.yml"),
 		dynamicPath: filepath.Join(work, "dynamic", "dynamic.yml"),
 		exited:      make(chan struct{}),
 		client: &http.Client{
@@ -214,6 +224,11 @@ func NewTraefik(opts TraefikOptions) (*Traefik, error) {
 		},
 	}
 	tr.PingURL = tr.AdminURL + "/ping"
+	if opts.Sample != nil {
+		// The sample configurations have no admin entry point.
+		tr.AdminURL = ""
+		tr.PingURL = ""
+	}
 	if err := tr.prepare(); err != nil {
 		tr.cleanupDir()
 		return nil, err
@@ -236,6 +251,9 @@ func (tr *Traefik) prepare() error {
 			return fmt.Errorf("copy plugin: %w", err)
 		}
 	}
+	if tr.opts.Sample != nil {
+		return tr.prepareSample()
+	}
 	if tr.opts.Passthrough {
 		pt := filepath.Join(tr.opts.PluginRoot, "e2e", "testdata", "passthrough")
 		if err := copyTree(pt, filepath.Join(src, filepath.FromSlash(PassthroughModule)), nil); err != nil {
@@ -249,7 +267,7 @@ func (tr *Traefik) prepare() error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(tr.WorkDir, "traefik.yml"), []byte(static), 0o644); err != nil {
+	if err := os.WriteFile(tr.staticPath, []byte(static), 0o644); err != nil {
 		return err
 	}
 	return tr.writeDynamic(tr.opts.Dynamic)
@@ -453,7 +471,7 @@ func (tr *Traefik) start() error {
 		return err
 	}
 	tr.logFile = logFile
-	cmd := exec.Command(tr.opts.Binary, "--configFile="+filepath.Join(tr.WorkDir, "traefik.yml"))
+	cmd := exec.Command(tr.opts.Binary, "--configFile="+tr.staticPath)
 	cmd.Dir = tr.WorkDir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -490,6 +508,19 @@ func (tr *Traefik) exitedErr() error {
 func (tr *Traefik) waitReady() error {
 	timeout := tr.opts.ReadyTimeout
 	deadline := time.Now().Add(timeout)
+	if tr.opts.Sample != nil {
+		path := tr.opts.Sample.ReadyPath
+		err := poll(timeout, 50*time.Millisecond, func() error {
+			if err := tr.exitedErr(); err != nil {
+				return err
+			}
+			return tr.checkRoute(path)
+		})
+		if err != nil {
+			return fmt.Errorf("%s not served after %v: %w", path, timeout, err)
+		}
+		return nil
+	}
 	err := poll(timeout, 50*time.Millisecond, func() error {
 		if err := tr.exitedErr(); err != nil {
 			return err

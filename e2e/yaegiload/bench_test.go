@@ -81,7 +81,7 @@ func fillStore(b testing.TB, p *Plugin, n int) {
 		b.Fatal(err)
 	}
 	_, err := p.Interp.Eval(`func fillRevoked(n int) int {
-	s := tokenrevoke.domains["local"].store
+	s := tokenrevoke.domains["local"].cache
 	now := time.Now().Unix()
 	var k [32]byte
 	k[31] = 0xAB
