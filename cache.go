@@ -23,6 +23,12 @@ import (
 //     per entry.
 //   - Expiry is indexed by one-minute buckets (bucket -> slots), so expired entries are
 //     found without scanning the whole cache: removal is amortised O(1) per entry.
+//   - Every entry has an origin: the client that revoked it at a gateway's endpoint, or
+//     the publisher of a NATS message without a client. Each origin has its own LRU
+//     list, and a full cache evicts from the origin holding the most entries. RFC 7009
+//     answers 200 to junk, so an authenticated client could otherwise flush everyone
+//     else's revocations with its own: this way a flood evicts the flooder's entries
+//     first, and evicts another origin's only while that origin holds more.
 
 // expiryBucket is the width, in seconds, of one expiry bucket.
 const expiryBucket = 60
@@ -38,23 +44,35 @@ const coldSlot = int32(-2)
 // back to addBatch.
 const coldLoadMax = 16384
 
+// maxOrigins bounds the origins told apart; later ones share origin 0 ("").
+const maxOrigins = 1024
+
 // tokenCache is the bounded set of revoked token hashes, each with an expiry (unix
-// seconds). It evicts expired entries first and then the least recently used one.
+// seconds) and an origin. It evicts expired entries first, then the least recently used
+// entry of the origin holding the most.
 type tokenCache struct {
 	mu    sync.RWMutex
 	index map[[32]byte]int32
 
 	// Per-slot data.
-	keys [][32]byte
-	exps []int64
-	prev []int32
-	next []int32
+	keys    [][32]byte
+	exps    []int64
+	prev    []int32
+	next    []int32
+	origins []uint16
 
-	head, tail int32 // most and least recently used slots
-	coldScan   int   // no slot below this is cold
-	free       []int32
-	count      int
-	capacity   int
+	// Per-origin data, indexed by origin id (0 is the unnamed origin "").
+	originIDs   map[string]uint16
+	originNames []string
+	heads       []int32 // most recently used slot of each origin's list
+	tails       []int32 // least recently used
+	counts      []int   // entries held
+	colds       []int   // cold entries held (in no list)
+	coldScans   []int   // no cold slot of the origin below this
+
+	free     []int32
+	count    int
+	capacity int
 
 	buckets   map[int64][]int32 // expiry bucket -> slots (may hold stale slots)
 	bucketIDs []int64           // keys of buckets, ascending
@@ -79,14 +97,34 @@ func init() {
 }
 
 func newTokenCache(capacity int, log *logger) *tokenCache {
-	return &tokenCache{
-		index:    make(map[[32]byte]int32),
-		head:     nilSlot,
-		tail:     nilSlot,
-		capacity: capacity,
-		buckets:  make(map[int64][]int32),
-		log:      log,
+	c := &tokenCache{
+		index:     make(map[[32]byte]int32),
+		originIDs: make(map[string]uint16),
+		capacity:  capacity,
+		buckets:   make(map[int64][]int32),
+		log:       log,
 	}
+	c.originLocked("")
+	return c
+}
+
+// originLocked returns the id of origin name, registering it on first use.
+func (c *tokenCache) originLocked(name string) uint16 {
+	if id, ok := c.originIDs[name]; ok {
+		return id
+	}
+	if len(c.originNames) >= maxOrigins {
+		return 0
+	}
+	id := uint16(len(c.originNames))
+	c.originIDs[name] = id
+	c.originNames = append(c.originNames, name)
+	c.heads = append(c.heads, nilSlot)
+	c.tails = append(c.tails, nilSlot)
+	c.counts = append(c.counts, 0)
+	c.colds = append(c.colds, 0)
+	c.coldScans = append(c.coldScans, 0)
+	return id
 }
 
 // hasLegacy reports whether a version-1 message was ever applied (see legacy).
@@ -146,11 +184,16 @@ func (c *tokenCache) hit(key [32]byte, now int64) bool {
 // add records key as revoked until exp (unix seconds). A key already held keeps the
 // later of the two expiries. It reports whether the cache now holds the key.
 func (c *tokenCache) add(key [32]byte, exp int64, now int64) bool {
+	return c.addFrom(key, exp, now, "")
+}
+
+// addFrom is add for an entry of the named origin (see tokenCache).
+func (c *tokenCache) addFrom(key [32]byte, exp int64, now int64, origin string) bool {
 	if exp <= now {
 		return false
 	}
 	c.mu.Lock()
-	c.addLocked(key, exp, now)
+	c.addLocked(key, exp, now, c.originLocked(origin))
 	c.mu.Unlock()
 	return true
 }
@@ -158,35 +201,47 @@ func (c *tokenCache) add(key [32]byte, exp int64, now int64) bool {
 // addBatch adds many entries under one lock (a JetStream replay delivers them by the
 // thousand); entries already expired at now are skipped. It returns how many it added.
 // The insertion of a new key is written out in the loop (the same steps as addLocked):
-// under yaegi a call per entry would cost a frame allocation per entry.
-func (c *tokenCache) addBatch(keys [][32]byte, exps []int64, now int64) int {
+// under yaegi a call per entry would cost a frame allocation per entry. origins names
+// each entry's origin; nil means origin "" for all. No expiry is kept beyond limit
+// (now + maxTTL; 0: no limit).
+func (c *tokenCache) addBatch(keys [][32]byte, exps []int64, origins []string, now, limit int64) int {
 	n := 0
 	c.mu.Lock()
+	var o uint16
 	for i := 0; i < len(keys); i++ {
 		exp := exps[i]
 		if exp <= now {
 			continue
 		}
+		if limit > 0 && exp > limit {
+			exp = limit
+		}
 		n++
 		key := keys[i]
+		if origins != nil {
+			o = c.originLocked(origins[i])
+		}
 		if _, held := c.index[key]; held || c.count >= c.capacity || len(c.free) > 0 || len(c.keys) == cap(c.keys) ||
 			(len(c.bucketIDs) > 0 && c.bucketIDs[0]*expiryBucket <= now) {
-			c.addLocked(key, exp, now)
+			c.addLocked(key, exp, now, o)
 			continue
 		}
 		slot := int32(len(c.keys))
+		head := c.heads[o]
 		c.keys = append(c.keys, key)
 		c.exps = append(c.exps, exp)
 		c.prev = append(c.prev, nilSlot)
-		c.next = append(c.next, c.head)
+		c.next = append(c.next, head)
+		c.origins = append(c.origins, o)
 		c.index[key] = slot
 		c.count++
-		if c.head != nilSlot {
-			c.prev[c.head] = slot
+		c.counts[o]++
+		if head != nilSlot {
+			c.prev[head] = slot
 		} else {
-			c.tail = slot
+			c.tails[o] = slot
 		}
-		c.head = slot
+		c.heads[o] = slot
 		b := (exp + expiryBucket - 1) / expiryBucket
 		slots, ok := c.buckets[b]
 		if !ok {
@@ -201,7 +256,7 @@ func (c *tokenCache) addBatch(keys [][32]byte, exps []int64, now int64) int {
 // addLocked inserts one live entry. It runs once per revocation, a million times in a
 // large replay, so the common case (a new key, room left) is written out flat: under
 // yaegi every extra call costs a frame allocation.
-func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64) {
+func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64, o uint16) {
 	if slot, ok := c.index[key]; ok {
 		if exp > c.exps[slot] {
 			c.exps[slot] = exp
@@ -214,7 +269,7 @@ func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64) {
 		c.expireLocked(now)
 	}
 	if c.count >= c.capacity {
-		c.makeRoomLocked(now)
+		c.makeRoomLocked(now, o)
 	}
 	var slot int32
 	if n := len(c.free); n > 0 {
@@ -222,6 +277,7 @@ func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64) {
 		c.free = c.free[:n-1]
 		c.keys[slot] = key
 		c.exps[slot] = exp
+		c.origins[slot] = o
 	} else {
 		if len(c.keys) == cap(c.keys) {
 			c.growLocked()
@@ -230,19 +286,22 @@ func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64) {
 		c.keys = append(c.keys, key)
 		c.exps = append(c.exps, exp)
 		c.prev = append(c.prev, nilSlot)
-		c.next = append(c.next, c.head)
+		c.next = append(c.next, nilSlot)
+		c.origins = append(c.origins, o)
 	}
 	c.index[key] = slot
 	c.count++
-	// Push to the front of the LRU list.
+	c.counts[o]++
+	// Push to the front of the origin's LRU list.
+	head := c.heads[o]
 	c.prev[slot] = nilSlot
-	c.next[slot] = c.head
-	if c.head != nilSlot {
-		c.prev[c.head] = slot
+	c.next[slot] = head
+	if head != nilSlot {
+		c.prev[head] = slot
 	} else {
-		c.tail = slot
+		c.tails[o] = slot
 	}
-	c.head = slot
+	c.heads[o] = slot
 	// Index by expiry bucket.
 	b := (exp + expiryBucket - 1) / expiryBucket
 	slots, ok := c.buckets[b]
@@ -252,20 +311,29 @@ func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64) {
 	c.buckets[b] = append(slots, slot)
 }
 
-// oldestColdLocked returns the lowest-numbered cold slot (the first loaded), or nilSlot.
-// The scan only moves forward, so finding victims costs O(1) amortised.
-func (c *tokenCache) oldestColdLocked() int32 {
-	for c.coldScan < len(c.prev) {
-		if c.prev[c.coldScan] == coldSlot {
-			return int32(c.coldScan)
-		}
-		c.coldScan++
+// oldestColdLocked returns the lowest-numbered cold slot of origin o (the first
+// loaded), or nilSlot. The scan only moves forward, so finding victims costs O(1)
+// amortised per origin.
+func (c *tokenCache) oldestColdLocked(o uint16) int32 {
+	if c.colds[o] == 0 {
+		return nilSlot
 	}
+	for i := c.coldScans[o]; i < len(c.prev); i++ {
+		if c.prev[i] == coldSlot && c.origins[i] == o {
+			c.coldScans[o] = i
+			return int32(i)
+		}
+	}
+	c.coldScans[o] = len(c.prev)
 	return nilSlot
 }
 
-// coldTemplate is a run of coldSlot marks copied into prev and next by loadCold.
-var coldTemplate []int32
+// coldTemplate is a run of coldSlot marks copied into prev and next by loadCold, and
+// zeroOrigins a run of origin 0 copied into origins.
+var (
+	coldTemplate []int32
+	zeroOrigins  = make([]uint16, coldLoadMax)
+)
 
 // loadCold adds a batch of entries whose use is unknown (a gateway starting from a copy
 // of another's entries): the bulk version of addBatch for a cache that holds nothing but
@@ -277,8 +345,9 @@ var coldTemplate []int32
 // with an expiry beyond maxExpiry, are skipped. loaded is what the previous call returned
 // (0 for the first batch): the cache's entry count, or -1 once a call had to fall back to
 // addBatch (the cache then holds other entries, or is full, or the batch was too large),
-// after which every call does.
-func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, now int64, loaded int) int {
+// after which every call does. Entry i's origin is names[origins[i]] (origins nil: all
+// origin "").
+func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, names []string, now int64, loaded int) int {
 	n := len(keys)
 	c.mu.Lock()
 	if c.count != loaded || c.count+n > c.capacity || n > len(coldTemplate) {
@@ -288,8 +357,25 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, now int64, loaded i
 				exps[i] = maxExpiry
 			}
 		}
-		c.addBatch(keys, exps, now)
+		var perEntry []string
+		if origins != nil {
+			perEntry = make([]string, n)
+			for i := range perEntry {
+				if int(origins[i]) < len(names) {
+					perEntry[i] = names[origins[i]]
+				}
+			}
+		}
+		c.addBatch(keys, exps, perEntry, now, 0)
 		return -1
+	}
+	// Every possible id has a place (ids beyond names are origin 0), so a malformed
+	// chunk cannot index out of range.
+	ids := make([]uint16, 1<<16)
+	for i, name := range names {
+		if i < len(ids) {
+			ids[i] = c.originLocked(name)
+		}
 	}
 	base := len(c.keys)
 	if need := base + n; need > cap(c.keys) {
@@ -306,13 +392,12 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, now int64, loaded i
 	c.exps = append(c.exps, exps...)
 	c.prev = append(c.prev, coldTemplate[:n]...)
 	c.next = append(c.next, coldTemplate[:n]...)
-	if base < c.coldScan {
-		c.coldScan = base
-	}
+	c.origins = append(c.origins, zeroOrigins[:n]...)
 	before := len(c.index)
 	added := 0
 	lastB := int64(-1)
 	var run []int32
+	var o uint16
 	slot := int32(base)
 	for i := 0; i < n; i++ {
 		exp := exps[i]
@@ -324,6 +409,15 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, now int64, loaded i
 			slot++
 			continue
 		}
+		if origins != nil {
+			o = ids[origins[i]]
+			c.origins[slot] = o
+		}
+		if c.colds[o] == 0 || c.coldScans[o] > base {
+			c.coldScans[o] = base
+		}
+		c.counts[o]++
+		c.colds[o]++
 		c.index[keys[i]] = slot
 		added++
 		if b := (exp + expiryBucket - 1) / expiryBucket; b != lastB {
@@ -361,11 +455,14 @@ func (c *tokenCache) dropColdDuplicatesLocked(base, n int) {
 			continue
 		}
 		if cur, ok := c.index[c.keys[slot]]; !ok || cur != slot {
+			o := c.origins[slot]
 			c.prev[slot] = nilSlot
 			c.next[slot] = nilSlot
 			c.exps[slot] = 0
 			c.free = append(c.free, slot)
 			c.count--
+			c.counts[o]--
+			c.colds[o]--
 		}
 	}
 }
@@ -397,15 +494,32 @@ func (c *tokenCache) growToLocked(n int) {
 	next := make([]int32, len(c.next), n)
 	copy(next, c.next)
 	c.next = next
+	origins := make([]uint16, len(c.origins), n)
+	copy(origins, c.origins)
+	c.origins = origins
 }
 
-// makeRoomLocked frees one place: an expired entry if there is one, else the least
-// recently used.
-func (c *tokenCache) makeRoomLocked(now int64) {
+// makeRoomLocked frees one place for an entry of origin o: an expired entry if there is
+// one, else the least recently used entry of the heaviest origin (o itself on a tie).
+func (c *tokenCache) makeRoomLocked(now int64, o uint16) {
 	c.expireEarliestLocked(now)
 	for c.count >= c.capacity && c.count > 0 {
-		c.evictTailLocked(now)
+		c.evictTailLocked(now, o)
 	}
+}
+
+// heaviestLocked returns the origin holding the most entries, preferring o on a tie.
+func (c *tokenCache) heaviestLocked(o uint16) uint16 {
+	best := o
+	if int(o) >= len(c.counts) {
+		best = 0
+	}
+	for i, n := range c.counts {
+		if n > c.counts[best] {
+			best = uint16(i)
+		}
+	}
+	return best
 }
 
 // setCapacity changes the most entries held; shrinking evicts at once.
@@ -417,7 +531,7 @@ func (c *tokenCache) setCapacity(capacity int, now int64) {
 		c.expireEarliestLocked(now)
 	}
 	for c.count > capacity && c.count > 0 {
-		c.evictTailLocked(now)
+		c.evictTailLocked(now, 0)
 	}
 	c.mu.Unlock()
 }
@@ -429,14 +543,15 @@ func (c *tokenCache) sweep(now int64) {
 	c.mu.Unlock()
 }
 
-// copySlots copies up to n slots starting at slot from: keys and expiries of live
-// entries, and expiry 0 for free slots. Two bulk copies under the read lock: requests
-// are held up for microseconds, not for the time the caller then spends on the copy.
-func (c *tokenCache) copySlots(from, n int) ([][32]byte, []int64) {
+// copySlots copies up to n slots starting at slot from: keys, expiries and origin ids of
+// live entries (expiry 0 for free slots), and the names of all origins (an id indexes
+// it). Bulk copies under the read lock: requests are held up for microseconds, not for
+// the time the caller then spends on the copy.
+func (c *tokenCache) copySlots(from, n int) ([][32]byte, []int64, []uint16, []string) {
 	c.mu.RLock()
 	if from >= len(c.keys) {
 		c.mu.RUnlock()
-		return nil, nil
+		return nil, nil, nil, nil
 	}
 	if from+n > len(c.keys) {
 		n = len(c.keys) - from
@@ -445,8 +560,25 @@ func (c *tokenCache) copySlots(from, n int) ([][32]byte, []int64) {
 	copy(keys, c.keys[from:from+n])
 	exps := make([]int64, n)
 	copy(exps, c.exps[from:from+n])
+	origins := make([]uint16, n)
+	copy(origins, c.origins[from:from+n])
+	names := make([]string, len(c.originNames))
+	copy(names, c.originNames)
 	c.mu.RUnlock()
-	return keys, exps
+	return keys, exps, origins, names
+}
+
+// originCounts returns the entries held per origin name (origins holding none left out).
+func (c *tokenCache) originCounts() map[string]int {
+	c.mu.RLock()
+	out := make(map[string]int)
+	for i, n := range c.counts {
+		if n > 0 {
+			out[c.originNames[i]] = n
+		}
+	}
+	c.mu.RUnlock()
+	return out
 }
 
 // stats returns entries held, unexpired evictions and expiries so far.
@@ -527,13 +659,16 @@ func (c *tokenCache) newBucketLocked(b int64) {
 	c.bucketIDs[i] = b
 }
 
-// evictTailLocked drops the least recently used entry. It is alive (expired ones were
+// evictTailLocked drops the least recently used entry of the heaviest origin (its
+// oldest cold entry first), preferring origin o on a tie. It is alive (expired ones were
 // dropped first), so its token is accepted again: count it and warn, at most once a
-// second, with the number dropped since the last warning.
-func (c *tokenCache) evictTailLocked(now int64) {
-	slot := c.oldestColdLocked()
+// second, with the number dropped since the last warning (flushEvictionWarning reports
+// the rest).
+func (c *tokenCache) evictTailLocked(now int64, o uint16) {
+	victim := c.heaviestLocked(o)
+	slot := c.oldestColdLocked(victim)
 	if slot == nilSlot {
-		slot = c.tail
+		slot = c.tails[victim]
 	}
 	if c.exps[slot] <= now {
 		c.removeLocked(slot)
@@ -543,13 +678,27 @@ func (c *tokenCache) evictTailLocked(now int64) {
 	c.removeLocked(slot)
 	c.evictions++
 	c.unwarned++
-	t := time.Now()
-	if t.Sub(c.lastWarning) >= time.Second {
-		c.log.warnf("revoked-token cache is full (cacheSize %d): dropped %d unexpired revoked token(s) since the last warning, %d in all; those tokens are accepted again until they expire, raise cacheSize",
-			c.capacity, c.unwarned, c.evictions)
-		c.unwarned = 0
-		c.lastWarning = t
+	if t := time.Now(); t.Sub(c.lastWarning) >= time.Second {
+		c.warnEvictionsLocked(t)
 	}
+}
+
+// warnEvictionsLocked logs the evictions not reported yet.
+func (c *tokenCache) warnEvictionsLocked(t time.Time) {
+	c.log.warnf("revoked-token cache is full (cacheSize %d): dropped %d unexpired revoked token(s) since the last warning, %d in all; those tokens are accepted again until they expire, raise cacheSize",
+		c.capacity, c.unwarned, c.evictions)
+	c.unwarned = 0
+	c.lastWarning = t
+}
+
+// flushEvictionWarning logs the evictions that the once-a-second limit held back, so
+// that the counts in the log always add up to the total. The janitor calls it.
+func (c *tokenCache) flushEvictionWarning() {
+	c.mu.Lock()
+	if c.unwarned > 0 {
+		c.warnEvictionsLocked(time.Now())
+	}
+	c.mu.Unlock()
 }
 
 func (c *tokenCache) removeLocked(slot int32) {
@@ -558,44 +707,49 @@ func (c *tokenCache) removeLocked(slot int32) {
 	c.unlinkLocked(slot)
 	c.free = append(c.free, slot)
 	c.count--
+	c.counts[c.origins[slot]]--
 }
 
 func (c *tokenCache) pushFrontLocked(slot int32) {
+	o := c.origins[slot]
+	head := c.heads[o]
 	c.prev[slot] = nilSlot
-	c.next[slot] = c.head
-	if c.head != nilSlot {
-		c.prev[c.head] = slot
+	c.next[slot] = head
+	if head != nilSlot {
+		c.prev[head] = slot
 	}
-	c.head = slot
-	if c.tail == nilSlot {
-		c.tail = slot
+	c.heads[o] = slot
+	if c.tails[o] == nilSlot {
+		c.tails[o] = slot
 	}
 }
 
 func (c *tokenCache) unlinkLocked(slot int32) {
+	o := c.origins[slot]
 	p := c.prev[slot]
 	n := c.next[slot]
 	if p == coldSlot {
 		c.prev[slot] = nilSlot
 		c.next[slot] = nilSlot
+		c.colds[o]--
 		return
 	}
 	if p != nilSlot {
 		c.next[p] = n
 	} else {
-		c.head = n
+		c.heads[o] = n
 	}
 	if n != nilSlot {
 		c.prev[n] = p
 	} else {
-		c.tail = p
+		c.tails[o] = p
 	}
 	c.prev[slot] = nilSlot
 	c.next[slot] = nilSlot
 }
 
 func (c *tokenCache) moveToFrontLocked(slot int32) {
-	if c.head == slot {
+	if c.heads[c.origins[slot]] == slot {
 		return
 	}
 	c.unlinkLocked(slot)

@@ -1,7 +1,11 @@
 package tokenrevoke
 
 import (
+	"bytes"
 	"math/rand"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -110,11 +114,13 @@ func TestCacheShrinkEvicts(t *testing.T) {
 type lruModel struct {
 	capacity int
 	ents     []modelEnt
+	order    []string // origins in the order they first appeared
 }
 
 type modelEnt struct {
-	k   [32]byte
-	exp int64
+	k      [32]byte
+	exp    int64
+	origin string
 }
 
 func (m *lruModel) find(k [32]byte) int {
@@ -129,7 +135,12 @@ func (m *lruModel) find(k [32]byte) int {
 // add is tokenCache.add: a held key keeps the later expiry (or takes the new one if its own
 // has passed) and becomes the most recent; a new key first makes every expired entry
 // go, then the least recent ones while the cache is full.
-func (m *lruModel) add(k [32]byte, exp, now int64) {
+func (m *lruModel) add(k [32]byte, exp, now int64) { m.addFrom(k, exp, now, "") }
+
+// addFrom is tokenCache.addFrom: as add, but a full cache evicts the least recent entry
+// of the origin holding the most (origins compared in the order they first appeared,
+// the new entry's own origin winning a tie). A held key keeps its origin.
+func (m *lruModel) addFrom(k [32]byte, exp, now int64, origin string) {
 	if i := m.find(k); i >= 0 {
 		e := m.ents[i]
 		if exp > e.exp || e.exp <= now {
@@ -146,10 +157,39 @@ func (m *lruModel) add(k [32]byte, exp, now int64) {
 		}
 	}
 	m.ents = kept
+	m.see(origin)
 	for len(m.ents) >= m.capacity {
-		m.ents = m.ents[:len(m.ents)-1]
+		counts := map[string]int{}
+		for _, e := range m.ents {
+			counts[e.origin]++
+		}
+		best := origin
+		for _, o := range m.order {
+			if counts[o] > counts[best] {
+				best = o
+			}
+		}
+		for i := len(m.ents) - 1; i >= 0; i-- {
+			if m.ents[i].origin == best {
+				m.ents = append(m.ents[:i], m.ents[i+1:]...)
+				break
+			}
+		}
 	}
-	m.ents = append([]modelEnt{{k, exp}}, m.ents...)
+	m.ents = append([]modelEnt{{k, exp, origin}}, m.ents...)
+}
+
+// see records the order in which origins first appear ("" is always first).
+func (m *lruModel) see(origin string) {
+	if len(m.order) == 0 {
+		m.order = []string{""}
+	}
+	for _, o := range m.order {
+		if o == origin {
+			return
+		}
+	}
+	m.order = append(m.order, origin)
 }
 
 // contains is tokenCache.contains: a live entry becomes the most recent, an expired one goes.
@@ -196,7 +236,7 @@ func TestCacheMatchesModel(t *testing.T) {
 // lruOrder lists the keys from most to least recently used.
 func lruOrder(s *tokenCache) [][32]byte {
 	var out [][32]byte
-	for slot := s.head; slot != nilSlot; slot = s.next[slot] {
+	for slot := s.heads[0]; slot != nilSlot; slot = s.next[slot] {
 		out = append(out, s.keys[slot])
 	}
 	return out
@@ -225,7 +265,7 @@ func TestAddBatchEqualsAdds(t *testing.T) {
 				added++
 			}
 		}
-		if got := batch.addBatch(keys, exps, now); got != added {
+		if got := batch.addBatch(keys, exps, nil, now, 0); got != added {
 			t.Fatalf("round %d: addBatch added %d, add added %d", round, got, added)
 		}
 		a, b := lruOrder(one), lruOrder(batch)
@@ -256,7 +296,7 @@ func TestCopySlotsMarksFreeSlots(t *testing.T) {
 	}
 	s.add(key(5), now+30, now) // expires first
 	s.sweep(now + 120)         // frees its slot
-	keys, exps := s.copySlots(0, 100)
+	keys, exps, _, _ := s.copySlots(0, 100)
 	if len(keys) != 6 {
 		t.Fatalf("copied %d slots, want 6", len(keys))
 	}
@@ -274,10 +314,10 @@ func TestCopySlotsMarksFreeSlots(t *testing.T) {
 	if live != 5 {
 		t.Fatalf("%d live slots copied, want 5", live)
 	}
-	if k, _ := s.copySlots(6, 10); k != nil {
+	if k, _, _, _ := s.copySlots(6, 10); k != nil {
 		t.Fatal("copy past the end returned slots")
 	}
-	if k, _ := s.copySlots(4, 10); len(k) != 2 {
+	if k, _, _, _ := s.copySlots(4, 10); len(k) != 2 {
 		t.Fatalf("copy of the last slots returned %d", len(k))
 	}
 }
@@ -290,11 +330,32 @@ func checkCache(t *testing.T, s *tokenCache, where string) {
 		t.Fatalf("%s: index holds %d keys, count %d", where, len(s.index), s.count)
 	}
 	seen := make(map[int32]bool)
-	for slot := s.head; slot != nilSlot; slot = s.next[slot] {
-		if seen[slot] {
-			t.Fatalf("%s: LRU list loops at slot %d", where, slot)
+	for o := range s.heads {
+		n := 0
+		last := nilSlot
+		for slot := s.heads[o]; slot != nilSlot; slot = s.next[slot] {
+			if seen[slot] {
+				t.Fatalf("%s: LRU list of origin %d loops at slot %d", where, o, slot)
+			}
+			if int(s.origins[slot]) != o {
+				t.Fatalf("%s: slot %d of origin %d is in the list of origin %d", where, slot, s.origins[slot], o)
+			}
+			seen[slot] = true
+			last = slot
+			n++
 		}
-		seen[slot] = true
+		if s.tails[o] != last {
+			t.Fatalf("%s: tail of origin %d is %d, the list ends at %d", where, o, s.tails[o], last)
+		}
+		cold := 0
+		for slot := range s.prev {
+			if s.prev[slot] == coldSlot && int(s.origins[slot]) == o {
+				cold++
+			}
+		}
+		if cold != s.colds[o] || n+cold != s.counts[o] {
+			t.Fatalf("%s: origin %d: %d listed + %d cold, counts say %d and %d cold", where, o, n, cold, s.counts[o], s.colds[o])
+		}
 	}
 	for slot := range s.prev {
 		if s.prev[slot] == coldSlot {
@@ -318,14 +379,29 @@ func checkCache(t *testing.T, s *tokenCache, where string) {
 // random operations, comparing it with a reference model in which the loaded entries are
 // the least recently used, the first loaded the oldest.
 func TestLoadColdMatchesModel(t *testing.T) {
+	t.Run("one origin", func(t *testing.T) { loadColdMatchesModel(t, nil) })
+	t.Run("several origins", func(t *testing.T) { loadColdMatchesModel(t, []string{"", "portal", "@idp"}) })
+}
+
+func loadColdMatchesModel(t *testing.T, names []string) {
 	rng := rand.New(rand.NewSource(11))
 	const capacity = 24
 	s := newTokenCache(capacity, newLogger("t"))
 	now := int64(3_000_000)
 	var keys [][32]byte
 	var exps []int64
+	var origins []uint16
 	model := &lruModel{capacity: capacity}
+	model.see("")
+	for _, n := range names {
+		model.see(n)
+	}
 	for i := 0; i < 22; i++ {
+		o := ""
+		if names != nil {
+			origins = append(origins, uint16(i%len(names)))
+			o = names[i%len(names)]
+		}
 		k := key(i)
 		exp := now + int64(rng.Intn(3000))
 		if i%7 == 3 {
@@ -334,10 +410,10 @@ func TestLoadColdMatchesModel(t *testing.T) {
 		keys = append(keys, k)
 		exps = append(exps, exp)
 		if exp > now { // loaded entries are older than anything added later
-			model.ents = append([]modelEnt{{k, exp}}, model.ents...)
+			model.ents = append([]modelEnt{{k, exp, o}}, model.ents...)
 		}
 	}
-	if got := s.loadCold(keys, exps, now, 0); got != len(model.ents) {
+	if got := s.loadCold(keys, exps, origins, names, now, 0); got != len(model.ents) {
 		t.Fatalf("loadCold returned %d, want %d", got, len(model.ents))
 	}
 	checkCache(t, s, "after load")
@@ -347,8 +423,12 @@ func TestLoadColdMatchesModel(t *testing.T) {
 		switch rng.Intn(4) {
 		case 0:
 			exp := now + int64(1+rng.Intn(3000))
-			s.add(k, exp, now)
-			model.add(k, exp, now)
+			o := ""
+			if names != nil {
+				o = names[rng.Intn(len(names))]
+			}
+			s.addFrom(k, exp, now, o)
+			model.addFrom(k, exp, now, o)
 		case 1, 2:
 			if got, want := s.contains(k, now), model.contains(k, now); got != want {
 				t.Fatalf("step %d: contains = %v, want %v", step, got, want)
@@ -379,7 +459,7 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	s := newTokenCache(100, newLogger("t"))
 	keys := [][32]byte{key(1), key(2), key(1), key(3)}
 	exps := []int64{now + 100, now + 200, now + 300, now + 400}
-	if got := s.loadCold(keys, exps, now, 0); got != 3 {
+	if got := s.loadCold(keys, exps, nil, nil, now, 0); got != 3 {
 		t.Fatalf("loadCold with a duplicate returned %d entries, want 3", got)
 	}
 	checkCache(t, s, "duplicates")
@@ -397,10 +477,10 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	// A cache that already holds other entries falls back to addBatch (and says so).
 	s = newTokenCache(100, newLogger("t"))
 	s.add(key(1), now+50, now)
-	if got := s.loadCold(keys, exps, now, 0); got != -1 {
+	if got := s.loadCold(keys, exps, nil, nil, now, 0); got != -1 {
 		t.Fatalf("loadCold on a non-empty store returned %d, want -1", got)
 	}
-	if got := s.loadCold([][32]byte{key(9)}, []int64{now + 10}, now, -1); got != -1 {
+	if got := s.loadCold([][32]byte{key(9)}, []int64{now + 10}, nil, nil, now, -1); got != -1 {
 		t.Fatalf("a later chunk returned %d, want -1", got)
 	}
 	checkCache(t, s, "fallback")
@@ -411,13 +491,95 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	}
 	// A full cache falls back too, and evicts as addBatch does.
 	s = newTokenCache(2, newLogger("t"))
-	if got := s.loadCold(keys, exps, now, 0); got != -1 || s.len() != 2 {
+	if got := s.loadCold(keys, exps, nil, nil, now, 0); got != -1 || s.len() != 2 {
 		t.Fatalf("loadCold into a too small store: %d, %d entries", got, s.len())
 	}
 	// Expiries beyond the supported range are skipped, not stored.
 	s = newTokenCache(10, newLogger("t"))
-	if got := s.loadCold([][32]byte{key(1), key(2)}, []int64{maxExpiry + 1, now + 5}, now, 0); got != 1 {
+	if got := s.loadCold([][32]byte{key(1), key(2)}, []int64{maxExpiry + 1, now + 5}, nil, nil, now, 0); got != 1 {
 		t.Fatalf("out-of-range expiry: %d entries", got)
 	}
 	checkCache(t, s, "range")
+}
+
+// TestCacheOriginsMatchModel drives a cache with entries of several origins (one of
+// them flooding) and compares it with the reference model after every step.
+func TestCacheOriginsMatchModel(t *testing.T) {
+	rng := rand.New(rand.NewSource(99))
+	const capacity = 20
+	c := newTokenCache(capacity, newLogger("t"))
+	model := &lruModel{capacity: capacity}
+	origins := []string{"portal", "flood", "@idp", ""}
+	now := int64(4_000_000)
+	for step := 0; step < 20000; step++ {
+		now += int64(rng.Intn(10))
+		o := origins[rng.Intn(len(origins))]
+		if rng.Intn(2) == 0 {
+			o = "flood" // half of all additions
+		}
+		k := key(rng.Intn(80))
+		if rng.Intn(4) < 3 {
+			exp := now + int64(1+rng.Intn(600))
+			c.addFrom(k, exp, now, o)
+			model.addFrom(k, exp, now, o)
+		} else if got, want := c.contains(k, now), model.contains(k, now); got != want {
+			t.Fatalf("step %d: contains = %v, want %v", step, got, want)
+		}
+		if step%500 == 0 {
+			checkCache(t, c, "step")
+		}
+	}
+	checkCache(t, c, "end")
+}
+
+// TestFloodEvictsOnlyTheFlooder is the scenario of the issue: with cacheSize 100, one
+// client's 200 junk revocations must not re-open another client's revoked token, and
+// every eviction is counted, in the status and in the log.
+func TestFloodEvictsOnlyTheFlooder(t *testing.T) {
+	var logs bytes.Buffer
+	logSinkMu.Lock()
+	logSink = &logs
+	logSinkMu.Unlock()
+	defer func() {
+		logSinkMu.Lock()
+		logSink = nil
+		logSinkMu.Unlock()
+	}()
+	m, _ := newTestMiddleware(t, func(c *Config) {
+		c.CacheSize = 100
+		c.Clients[0].RatePerMinute = -1
+		c.Clients[1].RatePerMinute = -1
+	})
+	for i := 0; i < 40; i++ {
+		serve(m, revokeReq("token=victim-"+strconv.Itoa(i), basic("portal", "s3cret")))
+	}
+	for i := 0; i < 200; i++ {
+		serve(m, revokeReq("token=junk-"+strconv.Itoa(i), basic("hashed", "other-secret")))
+	}
+	for i := 0; i < 40; i++ {
+		if rec := serve(m, bearerReq("victim-"+strconv.Itoa(i))); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("victim-%d was re-opened by the flood: %d", i, rec.Code)
+		}
+	}
+	entries, evictions, _ := m.cache.stats()
+	if entries != 100 || evictions != 140 {
+		t.Fatalf("entries %d, evictions %d; want 100 and 140 (the flooder's 200 into 60 places)", entries, evictions)
+	}
+	if counts := m.cache.originCounts(); counts["portal"] != 40 || counts["hashed"] != 60 {
+		t.Fatalf("origin counts %v", counts)
+	}
+	m.cache.flushEvictionWarning()
+	logged := 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if i := strings.Index(line, "dropped "); i >= 0 && strings.Contains(line, "cache is full") {
+			n, err := strconv.Atoi(strings.Fields(line[i+len("dropped "):])[0])
+			if err != nil {
+				t.Fatalf("cannot read %q", line)
+			}
+			logged += n
+		}
+	}
+	if logged != 140 {
+		t.Fatalf("the log reports %d evictions, want 140:\n%s", logged, logs.String())
+	}
 }

@@ -67,6 +67,8 @@ type natsSettings struct {
 	snapshotEvery uint64
 	// defaultTTL is the middleware's, used to check an existing stream's max_age.
 	defaultTTL time.Duration
+	// maxTTL is the middleware's: no received revocation is held longer.
+	maxTTL time.Duration
 }
 
 // parseConfig validates c. Every error names the offending key and never echoes a secret.
@@ -174,6 +176,7 @@ func parseConfig(c *Config) (*settings, error) {
 	}
 	if s.nats != nil {
 		s.nats.defaultTTL = s.defaultTTL
+		s.nats.maxTTL = s.maxTTL
 	}
 	if s.failClosed && (s.nats == nil || s.nats.stream == "") {
 		return nil, errors.New("tokenrevoke: failClosed: needs nats.stream (it waits for the JetStream replay)")

@@ -30,9 +30,11 @@ type link interface {
 // revocation is one revoked token as shared between gateways.
 type revocation struct {
 	sum       [32]byte
+	kind      string // kindToken, kindJWS or kindJWE
 	hint      string
 	exp       int64 // unix seconds
 	revokedAt time.Time
+	client    string // the client that asked for it at this gateway's endpoint
 }
 
 type linkStatus struct {
@@ -93,23 +95,31 @@ func newDomain(cacheSize int, log *logger) *domain {
 
 // janitor sweeps expired entries for the life of the process (domains are never
 // dropped: Traefik gives plugins no shutdown hook, and a reload must keep them).
+// It also logs the cache evictions that the once-a-second warning held back.
 func (d *domain) janitor() {
-	for {
-		time.Sleep(janitorEvery)
-		d.cache.sweep(time.Now().Unix())
+	for i := 1; ; i++ {
+		time.Sleep(janitorTick)
+		d.cache.flushEvictionWarning()
+		if i%int(janitorEvery/janitorTick) == 0 {
+			d.cache.sweep(time.Now().Unix())
+		}
 	}
 }
 
-// revoke applies a revocation locally, then shares it. The local entry is kept even
-// when sharing fails, so this gateway enforces it while the client retries.
-func (d *domain) revoke(sum [32]byte, exp int64, hint string, now time.Time) error {
-	if !d.cache.add(sum, exp, now.Unix()) {
+// janitorTick is how often held-back eviction warnings are logged.
+const janitorTick = 5 * time.Second
+
+// revoke applies a revocation locally (its origin is the client), then shares it. The
+// local entry is kept even when sharing fails, so this gateway enforces it while the
+// client retries.
+func (d *domain) revoke(r revocation) error {
+	if !d.cache.addFrom(r.sum, r.exp, r.revokedAt.Unix(), r.client) {
 		return nil // already expired: nothing left to enforce
 	}
 	if d.link == nil {
 		return nil
 	}
-	return d.link.publish(revocation{sum: sum, hint: hint, exp: exp, revokedAt: now})
+	return d.link.publish(r)
 }
 
 func (d *domain) isSynced() bool {

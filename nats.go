@@ -29,6 +29,9 @@ type natsLink struct {
 
 	// stream follows the JetStream stream; nil without nats.stream.
 	stream *streamFollower
+
+	// sawV1 is set (on the reader goroutine) once a version-1 message was applied.
+	sawV1 bool
 }
 
 // natsLog forwards the NATS client's log lines to the plugin's log and keeps the latest
@@ -151,13 +154,18 @@ func (l *natsLink) publish(r revocation) error {
 // client's reader goroutine: anything unexpected is dropped with a (rate-limited)
 // warning.
 func (l *natsLink) onMsg(m *natsclient.Msg) {
-	sum, exp, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
+	sum, exp, origin, v1, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
 	if reason != "" {
 		l.drops.drop(l.log, m.Subject, reason)
 		return
 	}
 	atomic.AddInt64(&l.received, 1)
-	l.cache.add(sum, exp, time.Now().Unix())
+	if v1 && !l.sawV1 {
+		l.sawV1 = true
+		l.cache.setLegacy()
+	}
+	now := time.Now()
+	l.cache.addFrom(sum, capExpiry(exp, now.Unix(), l.n.maxTTL), now.Unix(), origin)
 }
 
 func (l *natsLink) synced() bool {

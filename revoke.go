@@ -62,9 +62,10 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	// A token longer than any the gateway lets through needs no entry: it is refused
 	// wherever it is presented (400), so it is as good as revoked.
 	if len(token) <= maxTokenLength {
-		key, _ := tokenKey(token)
+		key, kind := tokenKey(token)
 		exp := revocationExpiry(token, now, m.settings)
-		if err := m.domain.revoke(key, exp, hint, now); err != nil {
+		r := revocation{sum: key, kind: kind, hint: hint, exp: exp, revokedAt: now, client: client}
+		if err := m.domain.revoke(r); err != nil {
 			m.log.errorf("revocation of token %s kept locally but not confirmed by NATS: %v", shortHash(key), err)
 			writeError(rw, http.StatusInternalServerError, errServerError,
 				"The revocation could not be shared with the other gateways; retry the request")

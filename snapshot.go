@@ -45,6 +45,7 @@ import (
 
 const (
 	snapshotMagic     = "TRS1"
+	snapshotMagic2    = "TRS2"
 	snapshotHeaderLen = 8
 	snapshotSlotLen   = 32 + 8
 	// snapshotChunkSlots bounds a chunk to ~512 KiB: half the default max_payload, so
@@ -199,10 +200,11 @@ func (s *snapshotter) load(info *natsclient.StreamInfo) uint64 {
 			problem = chunks[i].problem
 			continue
 		}
-		loaded = s.cache.loadCold(chunks[i].keys, chunks[i].exps, now, loaded)
+		loaded = s.cache.loadCold(chunks[i].keys, chunks[i].exps, chunks[i].origins, chunks[i].names, now, loaded)
 		total += len(chunks[i].keys)
 		chunks[i].keys = nil
 		chunks[i].exps = nil
+		chunks[i].origins = nil
 	}
 	if problem != "" {
 		s.fail("nats: snapshot " + man.ID + " " + problem + "; replaying the whole stream")
@@ -232,6 +234,8 @@ type snapshotChunk struct {
 	done    chan struct{}
 	keys    [][32]byte
 	exps    []int64
+	origins []uint16 // nil in a version-1 chunk
+	names   []string
 	problem string
 }
 
@@ -251,10 +255,12 @@ func (s *snapshotter) fetchChunks(man *snapshotManifest, chunks []snapshotChunk,
 		} else if cm.Subject != n.chunkSubject(man.ID, i) {
 			c.problem = "chunk " + strconv.Itoa(i) + " has subject " + strconv.Quote(cm.Subject)
 		} else {
-			keys, exps, ok := decodeSnapshotChunk(cm.Data)
+			keys, exps, origins, names, ok := decodeSnapshotChunk(cm.Data)
 			if ok {
 				c.keys = keys
 				c.exps = exps
+				c.origins = origins
+				c.names = names
 			} else {
 				c.problem = "chunk " + strconv.Itoa(i) + " is malformed"
 			}
@@ -283,41 +289,85 @@ func manifestProblem(man *snapshotManifest, n *natsSettings, info *natsclient.St
 	return ""
 }
 
-// encodeSnapshotChunk lays out one chunk; binary.Write runs compiled, so the per-entry
-// work is not interpreted.
-func encodeSnapshotChunk(keys [][32]byte, exps []int64) []byte {
+// encodeSnapshotChunk lays out one chunk (version 2: with origins); binary.Write runs
+// compiled, so the per-entry work is not interpreted.
+//
+//	"TRS2", count uint32, count keys [32]byte, count expiries int64, count origin ids
+//	uint16, then the origin names: a uint16 count and, for each, a uint16 length and
+//	its bytes. An origin id indexes the names. All little-endian.
+//
+// Version 1 ("TRS1") has no origin ids and no names: every entry is of origin "".
+func encodeSnapshotChunk(keys [][32]byte, exps []int64, origins []uint16, names []string) []byte {
 	var b bytes.Buffer
-	b.Grow(snapshotHeaderLen + len(keys)*snapshotSlotLen)
-	b.WriteString(snapshotMagic)
+	b.Grow(snapshotHeaderLen + len(keys)*(snapshotSlotLen+2) + 2 + 34*len(names))
+	b.WriteString(snapshotMagic2)
 	var count [4]byte
 	binary.LittleEndian.PutUint32(count[:], uint32(len(keys)))
 	b.Write(count[:])
 	_ = binary.Write(&b, binary.LittleEndian, keys)
 	_ = binary.Write(&b, binary.LittleEndian, exps)
+	_ = binary.Write(&b, binary.LittleEndian, origins)
+	_ = binary.Write(&b, binary.LittleEndian, uint16(len(names)))
+	for _, name := range names {
+		if len(name) > 0xFFFF {
+			name = name[:0xFFFF]
+		}
+		_ = binary.Write(&b, binary.LittleEndian, uint16(len(name)))
+		b.WriteString(name)
+	}
 	return b.Bytes()
 }
 
-// decodeSnapshotChunk reverses encodeSnapshotChunk, refusing a chunk of the wrong shape.
-func decodeSnapshotChunk(data []byte) ([][32]byte, []int64, bool) {
-	if len(data) < snapshotHeaderLen || string(data[:4]) != snapshotMagic {
-		return nil, nil, false
+// decodeSnapshotChunk reverses encodeSnapshotChunk (and reads version-1 chunks),
+// refusing a chunk of the wrong shape. An origin id beyond the names stands for origin
+// "" (tokenCache.loadCold maps ids through a full-size table, so no id is checked here).
+func decodeSnapshotChunk(data []byte) ([][32]byte, []int64, []uint16, []string, bool) {
+	if len(data) < snapshotHeaderLen {
+		return nil, nil, nil, nil, false
+	}
+	magic := string(data[:4])
+	if magic != snapshotMagic && magic != snapshotMagic2 {
+		return nil, nil, nil, nil, false
 	}
 	n := int(binary.LittleEndian.Uint32(data[4:8]))
-	if n > snapshotChunkSlots || len(data) != snapshotHeaderLen+n*snapshotSlotLen {
-		return nil, nil, false
+	end := snapshotHeaderLen + n*snapshotSlotLen
+	if n > snapshotChunkSlots || len(data) < end || magic == snapshotMagic && len(data) != end {
+		return nil, nil, nil, nil, false
 	}
 	split := snapshotHeaderLen + 32*n
 	keys := make([][32]byte, n)
 	if binary.Read(bytes.NewReader(data[snapshotHeaderLen:split]), binary.LittleEndian, keys) != nil {
-		return nil, nil, false
+		return nil, nil, nil, nil, false
 	}
 	exps := make([]int64, n)
-	if binary.Read(bytes.NewReader(data[split:]), binary.LittleEndian, exps) != nil {
-		return nil, nil, false
+	if binary.Read(bytes.NewReader(data[split:end]), binary.LittleEndian, exps) != nil {
+		return nil, nil, nil, nil, false
 	}
 	// Expiries are range-checked where they are used (tokenCache.loadCold), not in another
 	// interpreted pass over the chunk.
-	return keys, exps, true
+	if magic == snapshotMagic {
+		return keys, exps, nil, nil, true
+	}
+	r := bytes.NewReader(data[end:])
+	origins := make([]uint16, n)
+	var count uint16
+	if binary.Read(r, binary.LittleEndian, origins) != nil || binary.Read(r, binary.LittleEndian, &count) != nil {
+		return nil, nil, nil, nil, false
+	}
+	names := make([]string, count)
+	for i := range names {
+		var l uint16
+		if binary.Read(r, binary.LittleEndian, &l) != nil || int(l) > r.Len() {
+			return nil, nil, nil, nil, false
+		}
+		b := make([]byte, l)
+		_, _ = r.Read(b)
+		names[i] = string(b)
+	}
+	if r.Len() != 0 {
+		return nil, nil, nil, nil, false
+	}
+	return keys, exps, origins, names, true
 }
 
 // due reports whether a snapshot should be written now, given the stream sequence
@@ -363,13 +413,13 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 	var chunks []uint64
 	slots := 0
 	for from := 0; ; from += snapshotChunkSlots {
-		keys, exps := s.cache.copySlots(from, snapshotChunkSlots)
+		keys, exps, origins, names := s.cache.copySlots(from, snapshotChunkSlots)
 		if len(keys) == 0 {
 			break
 		}
 		hdr := natsclient.Header{}
 		hdr.Set(natsclient.HeaderMsgTTL, chunkTTL)
-		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)), hdr, encodeSnapshotChunk(keys, exps), publishTimeout)
+		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)), hdr, encodeSnapshotChunk(keys, exps, origins, names), publishTimeout)
 		if err != nil {
 			s.fail("nats: writing a snapshot failed (" + err.Error() + ")")
 			return

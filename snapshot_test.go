@@ -2,6 +2,7 @@ package tokenrevoke
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -9,38 +10,83 @@ import (
 	"github.com/tokenrevoke/tokenrevoke/natsclient"
 )
 
+// encodeSnapshotChunkV1 writes a version-1 chunk (no origins), as older gateways and
+// the tokenrevoke command write them.
+func encodeSnapshotChunkV1(keys [][32]byte, exps []int64) []byte {
+	var b bytes.Buffer
+	b.WriteString(snapshotMagic)
+	_ = binary.Write(&b, binary.LittleEndian, uint32(len(keys)))
+	_ = binary.Write(&b, binary.LittleEndian, keys)
+	_ = binary.Write(&b, binary.LittleEndian, exps)
+	return b.Bytes()
+}
+
 func TestSnapshotChunkRoundTrip(t *testing.T) {
 	keys := [][32]byte{key(1), key(2), key(3)}
 	exps := []int64{0, 1700000000, maxExpiry}
-	data := encodeSnapshotChunk(keys, exps)
-	if len(data) != snapshotHeaderLen+3*snapshotSlotLen || string(data[:4]) != snapshotMagic {
-		t.Fatalf("chunk of %d bytes starting %q", len(data), data[:4])
+	origins := []uint16{0, 2, 1}
+	names := []string{"", "portal", "@idp"}
+	data := encodeSnapshotChunk(keys, exps, origins, names)
+	if string(data[:4]) != snapshotMagic2 {
+		t.Fatalf("chunk starts %q", data[:4])
 	}
-	k2, e2, ok := decodeSnapshotChunk(data)
-	if !ok || len(k2) != 3 || len(e2) != 3 {
-		t.Fatalf("decode: ok=%v %d keys %d exps", ok, len(k2), len(e2))
+	k2, e2, o2, n2, ok := decodeSnapshotChunk(data)
+	if !ok || len(k2) != 3 || len(e2) != 3 || len(o2) != 3 || len(n2) != 3 {
+		t.Fatalf("decode: ok=%v %d keys %d exps %d origins %d names", ok, len(k2), len(e2), len(o2), len(n2))
 	}
 	for i := range keys {
-		if k2[i] != keys[i] || e2[i] != exps[i] {
+		if k2[i] != keys[i] || e2[i] != exps[i] || n2[o2[i]] != names[origins[i]] {
 			t.Fatalf("entry %d differs after the round trip", i)
 		}
 	}
 	if bytes.Contains(data, []byte("token-")) {
 		t.Fatal("a chunk carries token text")
 	}
+	// Version-1 chunks still load, as origin "".
+	v1 := encodeSnapshotChunkV1(keys, exps)
+	k1, e1, o1, _, ok := decodeSnapshotChunk(v1)
+	if !ok || len(k1) != 3 || e1[2] != maxExpiry || o1 != nil {
+		t.Fatalf("version-1 chunk: ok=%v %d keys, origins %v", ok, len(k1), o1)
+	}
 	bad := map[string][]byte{
-		"empty":         nil,
-		"short header":  data[:6],
-		"wrong magic":   append([]byte("XXXX"), data[4:]...),
-		"truncated":     data[:len(data)-1],
-		"trailing byte": append(append([]byte(nil), data...), 0),
-		"count too big": append(append([]byte(snapshotMagic), 0xff, 0xff, 0xff, 0x7f), data[8:]...),
+		"empty":              nil,
+		"short header":       data[:6],
+		"wrong magic":        append([]byte("XXXX"), data[4:]...),
+		"truncated":          data[:len(data)-1],
+		"trailing byte":      append(append([]byte(nil), data...), 0),
+		"v1 truncated":       v1[:len(v1)-1],
+		"v1 trailing byte":   append(append([]byte(nil), v1...), 0),
+		"count too big":      append(append([]byte(snapshotMagic2), 0xff, 0xff, 0xff, 0x7f), data[8:]...),
+		"name past the end":  append(append([]byte(nil), data[:len(data)-4]...), 0xff, 0x00),
+		"no origins section": data[:snapshotHeaderLen+3*snapshotSlotLen],
 	}
 	for name, b := range bad {
-		if _, _, ok := decodeSnapshotChunk(b); ok {
+		if _, _, _, _, ok := decodeSnapshotChunk(b); ok {
 			t.Errorf("%s: malformed chunk accepted", name)
 		}
 	}
+}
+
+// TestLoadColdKeepsOrigins loads a version-2 chunk and checks every entry's origin, and
+// that an origin id beyond the names (a malformed chunk) is origin "" rather than a panic.
+func TestLoadColdKeepsOrigins(t *testing.T) {
+	c := newTokenCache(100, newLogger("t"))
+	now := int64(5_000_000)
+	keys := [][32]byte{key(1), key(2), key(3), key(4)}
+	exps := []int64{now + 100, now + 200, now + 300, now + 400}
+	data := encodeSnapshotChunk(keys, exps, []uint16{1, 1, 2, 9}, []string{"", "portal", "@idp"})
+	k, e, o, n, ok := decodeSnapshotChunk(data)
+	if !ok {
+		t.Fatal("decode failed")
+	}
+	if got := c.loadCold(k, e, o, n, now, 0); got != 4 {
+		t.Fatalf("loaded %d", got)
+	}
+	counts := c.originCounts()
+	if counts["portal"] != 2 || counts["@idp"] != 1 || counts[""] != 1 {
+		t.Fatalf("origin counts %v", counts)
+	}
+	checkCache(t, c, "after loadCold")
 }
 
 func TestManifestProblems(t *testing.T) {

@@ -8,12 +8,15 @@ import (
 
 // statusDoc is what the status endpoint returns.
 type statusDoc struct {
-	Entries   int         `json:"entries"`
-	Capacity  int         `json:"capacity"`
-	Evictions int64       `json:"evictions"`
-	Expired   int64       `json:"expired"`
-	Synced    bool        `json:"synced"`
-	NATS      *linkStatus `json:"nats,omitempty"`
+	Entries   int   `json:"entries"`
+	Capacity  int   `json:"capacity"`
+	Evictions int64 `json:"evictions"`
+	Expired   int64 `json:"expired"`
+	Synced    bool  `json:"synced"`
+	// Origins counts the entries held per origin: the client that revoked them, or "@"
+	// and the name of the publisher of a NATS message without a client.
+	Origins map[string]int `json:"origins"`
+	NATS    *linkStatus    `json:"nats,omitempty"`
 }
 
 // serveStatus answers GET statusPath for authenticated clients (same credentials as the
@@ -49,6 +52,7 @@ func (m *Middleware) serveStatus(rw http.ResponseWriter, req *http.Request) {
 		Evictions: evictions,
 		Expired:   expired,
 		Synced:    m.domain.isSynced(),
+		Origins:   m.cache.originCounts(),
 	}
 	if m.domain.link != nil {
 		st := m.domain.link.status()

@@ -65,7 +65,9 @@ type streamFollower struct {
 	// Replay batching; only touched by the consumer's delivery goroutine.
 	keys     [][32]byte
 	exps     []int64
+	origins  []string
 	batchSeq uint64 // stream sequence of the last message taken into the batch
+	sawV1    bool   // a version-1 message was applied
 }
 
 func newStreamFollower(n *natsSettings, cache *tokenCache, log *logger, nlog *natsLog) *streamFollower {
@@ -267,14 +269,19 @@ func (f *streamFollower) publish(subject string, body []byte, exp int64) error {
 // onStreamMsg runs on the consumer's delivery goroutine, in stream order. m is only
 // valid during the call; nothing of it is kept but copies.
 func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
-	sum, exp, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
+	sum, exp, origin, v1, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
 	if reason != "" {
 		f.drops.drop(f.log, m.Subject, reason)
 	} else {
 		atomic.AddInt64(&f.received, 1)
 		f.keys = append(f.keys, sum)
 		f.exps = append(f.exps, exp)
+		f.origins = append(f.origins, origin)
 		f.batchSeq = m.StreamSeq
+		if v1 && !f.sawV1 {
+			f.sawV1 = true
+			f.cache.setLegacy()
+		}
 	}
 	// Batch only while a large backlog remains: near the end of a replay (and for live
 	// messages) every revocation is applied at once, even if the stream's last messages
@@ -288,10 +295,12 @@ func (f *streamFollower) flush() {
 	if len(f.keys) == 0 {
 		return
 	}
-	n := f.cache.addBatch(f.keys, f.exps, time.Now().Unix())
+	now := time.Now().Unix()
+	n := f.cache.addBatch(f.keys, f.exps, f.origins, now, now+int64(f.n.maxTTL/time.Second))
 	atomic.StoreUint64(&f.applied, f.batchSeq)
 	f.keys = f.keys[:0]
 	f.exps = f.exps[:0]
+	f.origins = f.origins[:0]
 	f.mu.Lock()
 	f.replayed += int64(n)
 	f.mu.Unlock()

@@ -9,38 +9,53 @@ import (
 	"time"
 )
 
-// Wire format, version 1 (documented in the README; an identity provider may publish it
-// with nats.go or `nats pub`):
+// Wire format (documented in the README; an identity provider or the tokenrevoke command
+// may publish it with nats.go or `nats pub`). Version 2, which gateways publish:
 //
-//	subject: <subject>.<sha256 hex of the token>
-//	body:    {"v":1,"sha256":"<hex>","hint":"access_token","exp":<unix seconds>,
-//	          "revokedAt":"<RFC 3339>","origin":"<gateway name>"}
+//	subject: <subject>.<key hex>
+//	body:    {"v":2,"kind":"jws","key":"<hex>","exp":<unix seconds>,"hint":"access_token",
+//	          "revokedAt":"<RFC 3339>","origin":"<gateway name>","client":"<client id>"}
 //
-// The raw token never leaves the gateway: only its SHA-256 is sent. This file holds the
+// kind says what the key is the SHA-256 of: "token" (the exact token), "jws" (a JWS's
+// signing input) or "jwe" (a JWE's canonical spelling); see tokenKey. Kinds "sid" and
+// "sub" (subjects <subject>.sid.<hex> and <subject>.sub.<hex>, with a "cutoff") are
+// session and subject rules, which this version receives but does not enforce yet.
+// Version 1, still accepted, is {"v":1,"sha256":"<hex>","exp":...,"origin":...}: kind
+// token, key sha256.
+//
+// The raw token never leaves the gateway: only a digest is sent. This file holds the
 // format only: encoding, decoding and validation, and the count of messages dropped as
 // malformed. natsLink (nats.go) and streamFollower (stream.go) send and receive it.
 type wireRevocation struct {
 	V         int    `json:"v"`
-	Sha256    string `json:"sha256"`
-	Hint      string `json:"hint,omitempty"`
+	Kind      string `json:"kind"`
+	Key       string `json:"key"`
 	Exp       int64  `json:"exp"`
+	Hint      string `json:"hint,omitempty"`
 	RevokedAt string `json:"revokedAt"`
 	Origin    string `json:"origin"`
+	Client    string `json:"client,omitempty"`
 }
 
 // encodeRevocation returns the body and subject of r's message; n gives the subject
 // prefix and the origin.
 func encodeRevocation(r revocation, n *natsSettings) ([]byte, string) {
-	sum := hex.EncodeToString(r.sum[:])
+	key := hex.EncodeToString(r.sum[:])
+	kind := r.kind
+	if kind == "" {
+		kind = kindToken
+	}
 	body, _ := json.Marshal(wireRevocation{
-		V:         1,
-		Sha256:    sum,
-		Hint:      r.hint,
+		V:         2,
+		Kind:      kind,
+		Key:       key,
 		Exp:       r.exp,
+		Hint:      r.hint,
 		RevokedAt: r.revokedAt.UTC().Format(time.RFC3339),
 		Origin:    n.name,
+		Client:    r.client,
 	})
-	return body, n.subject + "." + sum
+	return body, n.subject + "." + key
 }
 
 // wireIn is the part of a wire message a gateway needs; decoding only these fields
@@ -48,33 +63,59 @@ func encodeRevocation(r revocation, n *natsSettings) ([]byte, string) {
 type wireIn struct {
 	V      int    `json:"v"`
 	Sha256 string `json:"sha256"`
+	Kind   string `json:"kind"`
+	Key    string `json:"key"`
 	Exp    int64  `json:"exp"`
+	Origin string `json:"origin"`
+	Client string `json:"client"`
 }
 
+// Reasons decodeRevocation gives for a message it does not apply.
+const reasonRule = "session and subject rules are not enforced by this gateway version"
+
 // decodeRevocation validates a wire message; reason is non-empty when it is unusable.
+// origin is the entry's origin in the cache: the client that revoked it, or "@" and
+// the publisher's name. v1 reports a version-1 message (keyed by the exact token).
 // It runs once per message of a replay (a million times for a large stream), so it
 // sticks to a few compiled calls.
-func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte, exp int64, reason string) {
+func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte, exp int64, origin string, v1 bool, reason string) {
 	var w wireIn
 	if json.Unmarshal(data, &w) != nil {
-		return sum, 0, "body is not a JSON object of the expected shape"
+		return sum, 0, "", false, "body is not a JSON object of the expected shape"
 	}
-	if w.V != 1 {
-		return sum, 0, "unsupported version"
+	key := w.Key
+	switch w.V {
+	case 1:
+		key = w.Sha256
+		v1 = true
+	case 2:
+		switch w.Kind {
+		case kindToken, kindJWS, kindJWE:
+		case "sid", "sub":
+			return sum, 0, "", false, reasonRule
+		default:
+			return sum, 0, "", false, "unknown kind"
+		}
+	default:
+		return sum, 0, "", false, "unsupported version"
 	}
-	if len(w.Sha256) != 64 {
-		return sum, 0, "sha256 is not 64 hex characters"
+	if len(key) != 64 {
+		return sum, 0, "", false, "key is not 64 hex characters"
 	}
-	if _, err := hex.Decode(sum[:], []byte(w.Sha256)); err != nil {
-		return sum, 0, "sha256 is not 64 hex characters"
+	if _, err := hex.Decode(sum[:], []byte(key)); err != nil {
+		return sum, 0, "", false, "key is not 64 hex characters"
 	}
-	if len(subject) != len(prefix)+65 || subject[len(prefix)+1:] != w.Sha256 && !strings.EqualFold(subject[len(prefix)+1:], w.Sha256) {
-		return sum, 0, "subject does not end with the message's sha256"
+	if len(subject) != len(prefix)+65 || subject[len(prefix)+1:] != key && !strings.EqualFold(subject[len(prefix)+1:], key) {
+		return sum, 0, "", false, "subject does not end with the message's key"
 	}
 	if w.Exp <= 0 || w.Exp > maxExpiry {
-		return sum, 0, "exp is missing or out of range"
+		return sum, 0, "", false, "exp is missing or out of range"
 	}
-	return sum, w.Exp, ""
+	origin = w.Client
+	if origin == "" {
+		origin = "@" + w.Origin
+	}
+	return sum, w.Exp, origin, v1, ""
 }
 
 // dropWarnEvery rate-limits warnings about dropped (malformed) messages.

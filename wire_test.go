@@ -8,21 +8,38 @@ import (
 
 func TestWireRoundTrip(t *testing.T) {
 	n := &natsSettings{subject: "tokens.revoked", name: "gw-a"}
-	r := revocation{sum: hashToken("tok"), hint: "access_token", exp: 1900000000, revokedAt: time.Unix(1800000000, 0)}
+	key, kind := tokenKey("eyJh.eyJw.sig")
+	r := revocation{sum: key, kind: kind, hint: "access_token", exp: 1900000000, revokedAt: time.Unix(1800000000, 0), client: "portal"}
 	body, subject := encodeRevocation(r, n)
-	want := `{"v":1,"sha256":"` + sha256Hex("tok") + `","hint":"access_token","exp":1900000000,"revokedAt":"2027-01-15T08:00:00Z","origin":"gw-a"}`
+	hexKey := sha256Hex("eyJh.eyJw")
+	want := `{"v":2,"kind":"jws","key":"` + hexKey + `","exp":1900000000,"hint":"access_token","revokedAt":"2027-01-15T08:00:00Z","origin":"gw-a","client":"portal"}`
 	if string(body) != want {
 		t.Fatalf("body = %s\nwant   %s", body, want)
 	}
-	if subject != "tokens.revoked."+sha256Hex("tok") {
+	if subject != "tokens.revoked."+hexKey {
 		t.Fatalf("subject = %s", subject)
 	}
-	if strings.Contains(string(body), `"tok"`) {
+	if strings.Contains(string(body), "eyJh") {
 		t.Fatal("the raw token is in the message")
 	}
-	sum, exp, reason := decodeRevocation(subject, body, "tokens.revoked")
-	if reason != "" || sum != r.sum || exp != r.exp {
-		t.Fatalf("decode: %x %d %q", sum, exp, reason)
+	sum, exp, origin, v1, reason := decodeRevocation(subject, body, "tokens.revoked")
+	if reason != "" || sum != r.sum || exp != r.exp || origin != "portal" || v1 {
+		t.Fatalf("decode: %x %d %q %v %q", sum, exp, origin, v1, reason)
+	}
+	// Without a client, the origin is the publisher.
+	r.client = ""
+	body, subject = encodeRevocation(r, n)
+	if _, _, origin, _, _ := decodeRevocation(subject, body, "tokens.revoked"); origin != "@gw-a" {
+		t.Fatalf("origin without a client = %q", origin)
+	}
+}
+
+func TestWireVersion1StillAccepted(t *testing.T) {
+	h := sha256Hex("tok")
+	body := `{"v":1,"sha256":"` + h + `","hint":"access_token","exp":1900000000,"revokedAt":"2027-01-15T08:00:00Z","origin":"idp"}`
+	sum, exp, origin, v1, reason := decodeRevocation("tokens.revoked."+h, []byte(body), "tokens.revoked")
+	if reason != "" || sum != hashToken("tok") || exp != 1900000000 || origin != "@idp" || !v1 {
+		t.Fatalf("decode: %x %d %q %v %q", sum, exp, origin, v1, reason)
 	}
 }
 
@@ -35,7 +52,11 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		{"not json", subj, `not json`},
 		{"empty", subj, ``},
 		{"array", subj, `[1,2]`},
-		{"version 2", subj, `{"v":2,"sha256":"` + h + `","exp":1900000000}`},
+		{"version 2 without kind", subj, `{"v":2,"key":"` + h + `","exp":1900000000}`},
+		{"version 2 with sha256 only", subj, `{"v":2,"kind":"token","sha256":"` + h + `","exp":1900000000}`},
+		{"version 3", subj, `{"v":3,"kind":"token","key":"` + h + `","exp":1900000000}`},
+		{"unknown kind", subj, `{"v":2,"kind":"cookie","key":"` + h + `","exp":1900000000}`},
+		{"session rule (not enforced yet)", "tokens.revoked.sid." + h, `{"v":2,"kind":"sid","key":"` + h + `","cutoff":1800000000,"exp":1900000000}`},
 		{"no version", subj, `{"sha256":"` + h + `","exp":1900000000}`},
 		{"short sha", "tokens.revoked.abc", `{"v":1,"sha256":"abc","exp":1900000000}`},
 		{"non-hex sha", "tokens.revoked." + strings.Repeat("z", 64), `{"v":1,"sha256":"` + strings.Repeat("z", 64) + `","exp":1900000000}`},
@@ -46,14 +67,14 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, reason := decodeRevocation(tc.subject, []byte(tc.body), "tokens.revoked"); reason == "" {
+			if _, _, _, _, reason := decodeRevocation(tc.subject, []byte(tc.body), "tokens.revoked"); reason == "" {
 				t.Fatal("accepted")
 			}
 		})
 	}
 	// Upper-case hex is the same digest.
 	up := strings.ToUpper(h)
-	if _, _, reason := decodeRevocation("tokens.revoked."+up, []byte(`{"v":1,"sha256":"`+up+`","exp":1900000000}`), "tokens.revoked"); reason != "" {
+	if _, _, _, _, reason := decodeRevocation("tokens.revoked."+up, []byte(`{"v":1,"sha256":"`+up+`","exp":1900000000}`), "tokens.revoked"); reason != "" {
 		t.Fatalf("upper-case hex refused: %s", reason)
 	}
 }
