@@ -24,6 +24,15 @@ if ! nats-server --version 2>/dev/null | grep -q 'v2.12.1'; then
   go install github.com/nats-io/nats-server/v2@v2.12.1
 fi
 export NATS_SERVER_BIN="$gobin/nats-server"
+# The differential test runs a Python backend that verifies ES256 with the cryptography
+# package, and the identity-provider tests run oidc-provider on Node (npm ci on first use).
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+  if ! /usr/bin/python3 -c 'import cryptography' 2>/dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-cryptography >/dev/null
+  fi
+  export PYTHON=/usr/bin/python3
+fi
+command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 echo "yaegi $(yaegi version 2>/dev/null || echo '?'), $(nats-server --version)"
 
 step "format and vet"
@@ -36,6 +45,9 @@ go vet ./...
 if grep -qE 'nats-io/nats.go|hashicorp/golang-lru/v2' go.mod; then
   echo "the plugin module must not depend on nats.go or golang-lru/v2 (they cannot run in Traefik)"; exit 1
 fi
+
+step "tokenrevoke command (cmd/tokenrevoke)"
+(cd cmd/tokenrevoke && go vet ./... && go test -count=1 ./...)
 
 step "plugin module, native (race detector on)"
 go test -race -count=1 ./...
