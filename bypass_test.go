@@ -480,3 +480,45 @@ func TestBypassExtraSegment(t *testing.T) {
 		t.Errorf("a different token with four segments: %d", rec.Code)
 	}
 }
+
+// While not synced, failClosed answers 503 to every request that carries a token
+// anywhere a backend reads one: the spellings that once slipped through as "no bearer
+// token" included.
+func TestFailClosedSeesEveryPlace(t *testing.T) {
+	m, b := newTestMiddleware(t, func(c *Config) {
+		c.FailClosed = true
+		c.NATS = &NATSConfig{Servers: []string{"nats://127.0.0.1:1"}, Stream: "REVOCATIONS"}
+	})
+	m.domain.link = &fakeLink{}
+	fc := &failClosedMiddleware{m: m}
+	cases := map[string]*http.Request{
+		"empty then real query value": httptest.NewRequest(http.MethodGet, "/x?access_token=&access_token=tok", nil),
+		"encoded query name":          httptest.NewRequest(http.MethodGet, "/x?access%5Ftoken=tok", nil),
+		"query after a flood":         httptest.NewRequest(http.MethodGet, "/x?"+strings.Repeat("p=1&", 9000)+"access_token=tok", nil),
+		"form body":                   bodyReq(http.MethodPost, "application/x-www-form-urlencoded", "access_token=tok"),
+		"other scheme":                getWithAuth("Token tok"),
+		"bare token":                  getWithAuth("tok"),
+	}
+	for name, req := range cases {
+		t.Run(name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			fc.ServeHTTP(rec, req)
+			checkError(t, rec, http.StatusServiceUnavailable, errUnavailable)
+		})
+	}
+	// Ambiguous ones are refused outright.
+	for _, auth := range []string{"Bearer\ttok", "Bearer \ttok", "Bearer tok extra"} {
+		rec := httptest.NewRecorder()
+		fc.ServeHTTP(rec, getWithAuth(auth))
+		checkError(t, rec, http.StatusBadRequest, errInvalidRequest)
+	}
+	if b.count() != 0 {
+		t.Fatalf("%d requests reached the backend while unsynced", b.count())
+	}
+	// A request without any token still passes.
+	rec := httptest.NewRecorder()
+	fc.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/public?q=1", nil))
+	if rec.Code != http.StatusTeapot {
+		t.Fatalf("anonymous request: %d", rec.Code)
+	}
+}
