@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"crypto/sha256"
 
 	"github.com/nats-io/nats.go"
+	"github.com/tokenrevoke/tokenrevoke/e2e/gatewaytest"
 	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
 )
 
@@ -83,7 +85,8 @@ func TestWireFormatWithNatsGo(t *testing.T) {
 	if err := json.Unmarshal(m.Data, &w); err != nil {
 		t.Fatalf("body %s: %v", m.Data, err)
 	}
-	if w["v"] != float64(1) || w["sha256"] != sum("raw-secret-token") || w["origin"] != "gw-a" || w["hint"] != nil && w["hint"] != "" {
+	if w["v"] != float64(2) || w["kind"] != "token" || w["key"] != sum("raw-secret-token") || w["origin"] != "gw-a" ||
+		w["client"] != gatewaytest.ClientID || w["hint"] != nil && w["hint"] != "" {
 		t.Errorf("body = %s", m.Data)
 	}
 	exp, _ := w["exp"].(float64)
@@ -104,6 +107,81 @@ func TestWireFormatWithNatsGo(t *testing.T) {
 	}
 	if !a.waitRejected(tok, time.Second) {
 		t.Fatalf("a revocation published with nats.go is not enforced\n%s", a.logged())
+	}
+
+	// Version 2 from nats.go: a JWS is keyed by its signing input, so another spelling
+	// of its signature is rejected too.
+	jws := "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJlMQ"
+	key := sum(jws[:strings.LastIndexByte(jws, '.')])
+	body = fmt.Sprintf(`{"v":2,"kind":"jws","key":"%s","exp":%d,"origin":"idp"}`, key, time.Now().Add(time.Hour).Unix())
+	if err := nc.Publish("tokens.revoked."+key, []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.waitRejected(jws[:len(jws)-1]+"Q", time.Second) || a.call(jws) != 401 {
+		t.Fatalf("a version-2 JWS revocation published with nats.go is not enforced\n%s", a.logged())
+	}
+
+	// Version 1 of a JWT (its exact string): enforced for that exact string.
+	jwt1 := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2MSJ9.c2ln"
+	body = fmt.Sprintf(`{"v":1,"sha256":"%s","exp":%d,"origin":"idp"}`, sum(jwt1), time.Now().Add(time.Hour).Unix())
+	if err := nc.Publish("tokens.revoked."+sum(jwt1), []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if !a.waitRejected(jwt1, time.Second) {
+		t.Fatalf("a version-1 revocation of a JWT is not enforced\n%s", a.logged())
+	}
+}
+
+// TestFloodAcrossNATSEvictsOnlyTheFlooder: origins travel with revocations, so on
+// gateway B (cacheSize 100) one client's flood through A does not re-open the other
+// client's revocations.
+func TestFloodAcrossNATSEvictsOnlyTheFlooder(t *testing.T) {
+	srv := harness.StartNATS(t, harness.NATSOptions{})
+	clients := []interface{}{
+		map[string]interface{}{"id": gatewaytest.ClientID, "secret": gatewaytest.ClientSecret, "ratePerMinute": -1},
+		map[string]interface{}{"id": "flooder", "secret": "f", "ratePerMinute": -1},
+	}
+	cfgA := natsConfig([]string{srv.URL}, "gw-a", nil)
+	cfgA["clients"] = clients
+	cfgB := natsConfig([]string{srv.URL}, "gw-b", nil)
+	cfgB["cacheSize"] = 100
+	a := newGateway(t, cfgA)
+	b := newGateway(t, cfgB)
+	a.waitConnected(5 * time.Second)
+	b.waitConnected(5 * time.Second)
+	for i := 0; i < 40; i++ {
+		if code := a.revoke(fmt.Sprintf("victim-%d", i)); code != 200 {
+			t.Fatalf("revoke: %d", code)
+		}
+	}
+	for i := 0; i < 200; i++ {
+		req := httptest.NewRequest(http.MethodPost, gatewaytest.RevokePath, strings.NewReader(fmt.Sprintf("token=junk-%d", i)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("flooder", "f")
+		rec := httptest.NewRecorder()
+		a.H.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			t.Fatalf("flood revoke %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if !b.waitRejected("junk-199", 2*time.Second) {
+		t.Fatalf("B never got the flood\n%s", b.status())
+	}
+	for i := 0; i < 40; i++ {
+		if code := b.call(fmt.Sprintf("victim-%d", i)); code != 401 {
+			t.Fatalf("victim-%d re-opened on B by another client's flood: %d\n%s", i, code, b.status())
+		}
+	}
+	var doc struct {
+		Entries   int            `json:"entries"`
+		Evictions int            `json:"evictions"`
+		Origins   map[string]int `json:"origins"`
+	}
+	if err := json.Unmarshal([]byte(b.status()), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Entries != 100 || doc.Evictions != 140 || doc.Origins[gatewaytest.ClientID] != 40 || doc.Origins["flooder"] != 60 {
+		t.Fatalf("B status: %s", b.status())
 	}
 }
 
