@@ -3,6 +3,7 @@ package yaegiload
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -145,9 +146,30 @@ func BenchmarkYaegiTokenrevoke1MRevoked(b *testing.B) { benchTokenrevoke(b, 1000
 // op is one request through each handler. added-ns/req is the difference of the means,
 // added-p50-ns/req the median of the per-block differences (robust to load bursts).
 func BenchmarkYaegiAdded1M(b *testing.B) {
+	req := benchRequest()
+	pairedAdded(b, func() *http.Request { return req })
+}
+
+// BenchmarkYaegiAddedFormPost2K is BenchmarkYaegiAdded1M for a POST with a 2 KiB
+// urlencoded form body (no access_token in it) and the same bearer header: the cost of
+// reading and checking a form body.
+func BenchmarkYaegiAddedFormPost2K(b *testing.B) {
+	form := "q=" + strings.Repeat("x", 2046)
+	req := benchRequest()
+	req.Method = http.MethodPost
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.ContentLength = int64(len(form))
+	pairedAdded(b, func() *http.Request {
+		req.Body = io.NopCloser(strings.NewReader(form))
+		return req
+	})
+}
+
+// pairedAdded runs the paired measurement described at BenchmarkYaegiAdded1M with the
+// requests mk returns (called once per request, for both handlers alike).
+func pairedAdded(b *testing.B, mk func() *http.Request) {
 	pt := passThroughHandler(b)
 	tr := tokenrevokeHandler(b, 1000000, false)
-	req := benchRequest()
 	w := &nopWriter{h: http.Header{}}
 	const block = 1000
 	var ptTotal, trTotal time.Duration
@@ -161,11 +183,11 @@ func BenchmarkYaegiAdded1M(b *testing.B) {
 		}
 		t0 := time.Now()
 		for i := 0; i < n; i++ {
-			first.ServeHTTP(w, req)
+			first.ServeHTTP(w, mk())
 		}
 		t1 := time.Now()
 		for i := 0; i < n; i++ {
-			second.ServeHTTP(w, req)
+			second.ServeHTTP(w, mk())
 		}
 		t2 := time.Now()
 		dpt, dtr := t1.Sub(t0), t2.Sub(t1)
