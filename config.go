@@ -27,14 +27,15 @@ const (
 
 // settings is a validated, normalised Config. Secrets are only kept as SHA-256 digests.
 type settings struct {
-	revokePath string
-	statusPath string
-	clients    map[string][32]byte // client id -> SHA-256 of its secret
-	cacheSize  int
-	defaultTTL time.Duration
-	clockSkew  time.Duration
-	failClosed bool
-	nats       *natsSettings
+	revokePath  string
+	statusPath  string
+	metricsPath string              // "" when off
+	clients     map[string][32]byte // client id -> SHA-256 of its secret
+	cacheSize   int
+	defaultTTL  time.Duration
+	clockSkew   time.Duration
+	failClosed  bool
+	nats        *natsSettings
 	// maxBodyCheck is the largest form body inspected for tokens (bytes).
 	maxBodyCheck int64
 	// maxTTL caps every revocation's lifetime.
@@ -69,6 +70,11 @@ type natsSettings struct {
 	defaultTTL time.Duration
 	// maxTTL is the middleware's: no received revocation is held longer.
 	maxTTL time.Duration
+	// metrics is not configuration: joinDomain sets it to the domain's metrics before
+	// starting the link, so that the link and its stream follower, which all hold these
+	// settings, reach the counters without more plumbing. Nil elsewhere (tests), where
+	// the nil-safe metrics methods record nothing.
+	metrics *metrics
 }
 
 // parseConfig validates c. Every error names the offending key and never echoes a secret.
@@ -77,11 +83,12 @@ func parseConfig(c *Config) (*settings, error) {
 		return nil, errors.New("tokenrevoke: no configuration")
 	}
 	s := &settings{
-		revokePath: strings.TrimSpace(c.RevokePath),
-		statusPath: strings.TrimSpace(c.StatusPath),
-		cacheSize:  c.CacheSize,
-		failClosed: c.FailClosed,
-		clients:    make(map[string][32]byte),
+		revokePath:  strings.TrimSpace(c.RevokePath),
+		statusPath:  strings.TrimSpace(c.StatusPath),
+		metricsPath: strings.TrimSpace(c.MetricsPath),
+		cacheSize:   c.CacheSize,
+		failClosed:  c.FailClosed,
+		clients:     make(map[string][32]byte),
 	}
 	if s.revokePath == "" {
 		s.revokePath = defaultRevokePath
@@ -95,6 +102,14 @@ func parseConfig(c *Config) (*settings, error) {
 		}
 		if s.statusPath == s.revokePath {
 			return nil, errors.New("tokenrevoke: statusPath: must differ from revokePath")
+		}
+	}
+	if s.metricsPath != "" {
+		if !strings.HasPrefix(s.metricsPath, "/") {
+			return nil, fmt.Errorf("tokenrevoke: metricsPath: %q must start with /", s.metricsPath)
+		}
+		if s.metricsPath == s.revokePath || s.metricsPath == s.statusPath {
+			return nil, errors.New("tokenrevoke: metricsPath: must differ from revokePath and statusPath")
 		}
 	}
 	if s.cacheSize < 1 {

@@ -15,6 +15,7 @@ type domain struct {
 	log     *logger
 	link    link         // nil without NATS
 	limiter *rateLimiter // per-client revocation rates
+	metrics *metrics     // counters for metricsPath (metrics.go)
 }
 
 // link shares revocations with other gateways (implemented over NATS).
@@ -77,6 +78,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 	}
 	d := newDomain(s.cacheSize, log)
 	if s.nats != nil {
+		s.nats.metrics = d.metrics
 		l, err := startNATSLink(d.cache, s.nats, log)
 		if err != nil {
 			return nil, err
@@ -90,7 +92,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 
 // newDomain returns a domain with an empty store and no NATS link.
 func newDomain(cacheSize int, log *logger) *domain {
-	return &domain{cache: newTokenCache(cacheSize, log), log: log, limiter: newRateLimiter()}
+	return &domain{cache: newTokenCache(cacheSize, log), log: log, limiter: newRateLimiter(), metrics: newMetrics()}
 }
 
 // janitor sweeps expired entries for the life of the process (domains are never

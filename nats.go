@@ -132,6 +132,7 @@ func (l *natsLink) onConnect(url string) {
 // publish sends r and returns once the server has it: with a stream, once the stream
 // acknowledged it; on core NATS, once the server answered the PING that follows it.
 func (l *natsLink) publish(r revocation) error {
+	start := time.Now()
 	body, subject := encodeRevocation(r, l.n)
 	var err error
 	if l.stream != nil {
@@ -142,6 +143,7 @@ func (l *natsLink) publish(r revocation) error {
 			err = l.conn.Flush(publishTimeout)
 		}
 	}
+	l.n.metrics.observePublish(time.Since(start))
 	if err != nil {
 		atomic.AddInt64(&l.publishFail, 1)
 		return err

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +44,9 @@ type Config struct {
 	FailClosed bool `json:"failClosed,omitempty"`
 	// StatusPath, when set, serves a JSON status document to authenticated clients.
 	StatusPath string `json:"statusPath,omitempty"`
+	// MetricsPath, when set, serves Prometheus metrics without authentication (see
+	// metrics.go: restrict it with a Traefik router of its own).
+	MetricsPath string `json:"metricsPath,omitempty"`
 	// MaxBodyCheck is the largest form body (bytes) inspected for an access_token
 	// parameter; larger form bodies are refused with 413.
 	MaxBodyCheck int `json:"maxBodyCheck,omitempty"`
@@ -105,16 +109,18 @@ func CreateConfig() *Config {
 
 // Middleware is the http.Handler Traefik puts in front of the next handler.
 type Middleware struct {
-	next       http.Handler
-	revokePath string
-	statusPath string
-	endpoints  map[string]bool // paths the plugin answers itself
-	cache      *tokenCache
-	rlock      sync.Locker        // the cache's read lock (cache.mu.RLocker()), for the fast path
-	index      map[[32]byte]int32 // the cache's index (the map is never replaced)
-	settings   *settings
-	log        *logger
-	domain     *domain
+	next        http.Handler
+	revokePath  string
+	statusPath  string
+	metricsPath string
+	endpoints   map[string]bool // paths the plugin answers itself
+	cache       *tokenCache
+	rlock       sync.Locker        // the cache's read lock (cache.mu.RLocker()), for the fast path
+	index       map[[32]byte]int32 // the cache's index (the map is never replaced)
+	settings    *settings
+	log         *logger
+	domain      *domain
+	metrics     *metrics // the domain's (metrics.go): counters on the slow path
 }
 
 // New builds the middleware. Traefik calls it for every router that uses the middleware
@@ -154,11 +160,10 @@ func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Reque
 	// Not synced: a request that carries a token anywhere a backend could read one waits.
 	in := m.inspect(req, time.Now().Unix())
 	switch {
-	case in.verdict == revokedRequest:
-		writeRevoked(rw)
-	case in.verdict == refusedRequest:
-		writeError(rw, in.status, errInvalidRequest, in.desc)
+	case in.verdict != passRequest:
+		reject(m, rw, &in)
 	case in.found:
+		atomic.AddInt64(&m.metrics.rejectedUnavailable, 1)
 		writeUnavailable(rw)
 	default:
 		m.next.ServeHTTP(rw, req)
@@ -170,17 +175,22 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 	if s.statusPath != "" {
 		endpoints[s.statusPath] = true
 	}
+	if s.metricsPath != "" {
+		endpoints[s.metricsPath] = true
+	}
 	return &Middleware{
-		endpoints:  endpoints,
-		next:       next,
-		revokePath: s.revokePath,
-		statusPath: s.statusPath,
-		cache:      d.cache,
-		rlock:      d.cache.mu.RLocker(),
-		index:      d.cache.index,
-		settings:   s,
-		log:        log,
-		domain:     d,
+		endpoints:   endpoints,
+		next:        next,
+		revokePath:  s.revokePath,
+		statusPath:  s.statusPath,
+		metricsPath: s.metricsPath,
+		cache:       d.cache,
+		rlock:       d.cache.mu.RLocker(),
+		index:       d.cache.index,
+		settings:    s,
+		log:         log,
+		domain:      d,
+		metrics:     d.metrics,
 	}
 }
 
@@ -268,16 +278,35 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 			m.serveStatus(rw, req)
 			return
 		}
+	case m.metricsPath:
+		if m.metricsPath != "" {
+			m.serveMetrics(rw, req)
+			return
+		}
 	}
 	in := m.inspect(req, time.Now().Unix())
-	switch in.verdict {
-	case revokedRequest:
-		writeRevoked(rw)
-	case refusedRequest:
-		writeError(rw, in.status, errInvalidRequest, in.desc)
-	default:
-		m.next.ServeHTTP(rw, req)
+	if in.verdict != passRequest {
+		reject(m, rw, &in)
+		return
 	}
+	m.next.ServeHTTP(rw, req)
+}
+
+// reject answers a request the inspection did not pass (401 revoked, or 400/413
+// refused) and counts it. It is a function of its own so that serveSlow, which every
+// request with a query string runs, keeps a small frame (see ServeHTTP).
+func reject(m *Middleware, rw http.ResponseWriter, in *inspection) {
+	if in.verdict == revokedRequest {
+		atomic.AddInt64(&m.metrics.rejectedRevoked, 1)
+		writeRevoked(rw)
+		return
+	}
+	if in.status == http.StatusRequestEntityTooLarge {
+		atomic.AddInt64(&m.metrics.rejectedTooLarge, 1)
+	} else {
+		atomic.AddInt64(&m.metrics.rejectedRefused, 1)
+	}
+	writeError(rw, in.status, errInvalidRequest, in.desc)
 }
 
 // revoked reports whether tok is revoked: by its key, or (for a JWS or JWE once this

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,6 +57,7 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	}
 	now := time.Now()
 	if ok, wait := m.domain.limiter.allow(client, m.settings.rates[client], now); !ok {
+		atomic.AddInt64(&m.metrics.rejectedRateLimited, 1)
 		writeTooManyRequests(rw, wait)
 		return
 	}
@@ -72,6 +74,7 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	atomic.AddInt64(&m.metrics.revokedEndpoint, 1)
 	h := rw.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")

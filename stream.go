@@ -313,6 +313,7 @@ func (f *streamFollower) onSynced(last uint64) {
 	took := time.Since(f.started)
 	replayed := f.replayed
 	f.mu.Unlock()
+	f.n.metrics.setSyncDuration(took)
 	if first {
 		f.log.infof("nats: stream %s synced at sequence %d (%d revocations applied, %s since start)",
 			f.n.stream, last, replayed, took.Round(time.Millisecond))

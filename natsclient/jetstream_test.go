@@ -650,8 +650,26 @@ func TestOrderedReplayThenLive(t *testing.T) {
 	}
 
 	rec := newOrderedRec()
+	// Inside OnMsg, Pending() is the message's own num_pending.
+	var pendMu sync.Mutex
+	var pendOC *OrderedConsumer
+	pendChecked, pendBad := 0, ""
+	rec.onMsgFn = func(m *JSMsg) {
+		pendMu.Lock()
+		defer pendMu.Unlock()
+		if pendOC == nil {
+			return
+		}
+		if got := pendOC.Pending(); got != m.Pending {
+			pendBad = "Pending() " + strconv.FormatUint(got, 10) + " in OnMsg of a message with Pending " + strconv.FormatUint(m.Pending, 10)
+		}
+		pendChecked++
+	}
 	start := time.Now()
 	oc := mustSubscribeOrdered(t, c, orderedOpts(rec, "ORD", "ord.rev.>", 0, lc))
+	pendMu.Lock()
+	pendOC = oc
+	pendMu.Unlock()
 	if !waitFor(30*time.Second, func() bool { return rec.syncedCount() > 0 }) {
 		t.Fatalf("not synced after 30s: %d messages", rec.count())
 	}
@@ -662,6 +680,9 @@ func TestOrderedReplayThenLive(t *testing.T) {
 	rec.checkExact(t, want)
 	if !oc.Synced() || oc.LastStreamSeq() != want[len(want)-1] {
 		t.Fatalf("Synced %v, LastStreamSeq %d", oc.Synced(), oc.LastStreamSeq())
+	}
+	if oc.Pending() != 0 {
+		t.Fatalf("Pending %d after the replay, want 0", oc.Pending())
 	}
 	rec.mu.Lock()
 	for i := 0; i < len(rec.seqs); i++ {
@@ -695,6 +716,11 @@ func TestOrderedReplayThenLive(t *testing.T) {
 	if oc.LastStreamSeq() != want[len(want)-1] {
 		t.Fatalf("LastStreamSeq %d", oc.LastStreamSeq())
 	}
+	pendMu.Lock()
+	if pendChecked == 0 || pendBad != "" {
+		t.Errorf("Pending checked in %d OnMsg calls: %s", pendChecked, pendBad)
+	}
+	pendMu.Unlock()
 
 	// A second consumer starting in the middle.
 	rec2 := newOrderedRec()

@@ -150,6 +150,7 @@ type delivery struct {
 	active   bool       // deliveries of gen are accepted
 	sid      int64      // sid of the delivery inbox of gen: deliveries of gen carry it
 	lastSSeq uint64     // last stream sequence handed to OnMsg
+	pending  uint64     // num_pending of the last message handed to OnMsg
 	expDSeq  uint64     // last consumer sequence received in gen
 	synced   bool       // gen reached num_pending 0
 	activity uint64     // bumped by every message/heartbeat/flow control of gen
@@ -291,6 +292,16 @@ func (o *OrderedConsumer) LastStreamSeq() uint64 {
 	o.st.mu.Lock()
 	defer o.st.mu.Unlock()
 	return o.st.lastSSeq
+}
+
+// Pending returns the number of messages the server still had to deliver after the last
+// one handed to OnMsg (its num_pending), as that message said: how far the consumer lagged
+// behind the stream then. It is 0 before the first message and is not refreshed while the
+// stream is idle or the consumer is being recreated.
+func (o *OrderedConsumer) Pending() uint64 {
+	o.st.mu.Lock()
+	defer o.st.mu.Unlock()
+	return o.st.pending
 }
 
 // consumerName returns the name of the current server-side consumer ("" when none).
@@ -438,6 +449,7 @@ func (o *OrderedConsumer) onDelivery(m *Msg) {
 	o.st.activity++
 	o.st.expDSeq = m.jsDSeq
 	o.st.lastSSeq = m.jsSSeq
+	o.st.pending = m.jsPending
 	fire := m.jsPending == 0 && !o.st.synced
 	if fire {
 		o.st.synced = true

@@ -216,6 +216,7 @@ func (c *Conn) readBatch(l *serverConn, br *bufio.Reader) {
 				st.activity++
 				st.expDSeq = dseq
 				st.lastSSeq = sseq
+				st.pending = pending
 				fire := pending == 0 && !st.synced
 				if fire {
 					st.synced = true
