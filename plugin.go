@@ -194,14 +194,20 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 	}
 }
 
+// maxBearerHeader is the longest "Bearer <token>" value the fast path decides.
+const maxBearerHeader = len("Bearer ") + maxTokenLength
+
 // ServeHTTP answers the revoke endpoint and rejects requests bearing a revoked token.
 //
-// It decides the common cases itself: no query string, not one of the plugin's own
-// paths, and either no Authorization header or exactly one "Bearer <token>" header whose
-// token is not in the store. Everything else (the endpoints, lower-case or padded
-// schemes, several Authorization headers, query strings, and tokens that are found) goes
-// to serveSlow, which applies the full rules; the fast path only ever passes requests
-// that serveSlow would pass too.
+// It decides the common cases itself: no query string, no body, not one of the plugin's
+// own paths, and either no Authorization header or exactly one canonical
+// "Bearer <token>" header (one space, b64token characters, at most maxTokenLength)
+// whose key is not in the cache: the SHA-256 of the token, or for a JWS (a token that
+// starts with 'e' and has exactly two dots) of its signing input. Everything else (the
+// endpoints, other spellings, several headers, query strings, bodies, other dotted
+// 'e' tokens, tokens that are found, and JWS tokens once a version-1 message was
+// applied) goes to serveSlow, which applies the full rules of extract.go; the fast path
+// only ever passes requests that serveSlow would pass too (TestFastPathMatchesSlowPath).
 //
 // The shape follows from what code costs under yaegi v0.16.1. Each call of an
 // interpreted function allocates a value for every slot of its frame (every local and
@@ -216,7 +222,7 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 //   - the plugin's own paths found with one map probe (comparing with each path takes
 //     more slots), and serveSlow as a plain function (a method call costs a slot for the
 //     method value);
-//   - the read lock through the store's RLocker: the sync.Locker interface call measured
+//   - the read lock through the cache's RLocker: the sync.Locker interface call measured
 //     about 0.1 µs cheaper than RLock/RUnlock on the *sync.RWMutex. The hash is computed
 //     inside the locked section because a local for the key costs 0.1 µs more.
 //
@@ -237,18 +243,20 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 				if a := req.Header["Authorization"]; len(a) == 1 {
 					if t := a[0]; t >= "Bearer !" {
 						if t < "Bearer!" {
-							if strings.Trim(t, tokenChars) == " " {
-								if t[7] != 'e' {
-									m.rlock.Lock()
-									_, slow = m.index[sha256.Sum256([]byte(t[7:]))]
-									m.rlock.Unlock()
-								} else if strings.Count(t, ".") == 2 {
-									m.rlock.Lock()
-									_, slow = m.index[sha256.Sum256([]byte(t[7:strings.LastIndexByte(t, '.')]))]
-									if !slow {
-										slow = m.cache.legacy
+							if len(t) <= maxBearerHeader {
+								if strings.Trim(t, tokenChars) == " " {
+									if t[7] != 'e' {
+										m.rlock.Lock()
+										_, slow = m.index[sha256.Sum256([]byte(t[7:]))]
+										m.rlock.Unlock()
+									} else if strings.Count(t, ".") == 2 {
+										m.rlock.Lock()
+										_, slow = m.index[sha256.Sum256([]byte(t[7:strings.LastIndexByte(t, '.')]))]
+										if !slow {
+											slow = m.cache.legacy
+										}
+										m.rlock.Unlock()
 									}
-									m.rlock.Unlock()
 								}
 							}
 						}

@@ -558,7 +558,8 @@ func TestFastPathMatchesSlowPath(t *testing.T) {
 	queries := []string{"", "a=1", "access_token=tokR", "access_token=other"}
 	prefixes := []string{"Bearer ", "bearer ", "BEARER ", "Bearer  ", "Bearer\t", "Bearer", "Bearer!", "Bearer \t", "Basic ", "Token ", "Bearer x", ""}
 	toks := []string{"tokR", "tokOK", "x", "y", "", " tokR", "\ttokR", "tokR ", "eyJh.eyJw.sigR", "eyJh.eyJw.sig2",
-		"eyJh.eyJq.sig", "eyJh.b.c.d.e", "eyJh.b.c.d.f", "eR", "eOK", "e.f", "eyJh.eyJw.sigR.x", "tok.R"}
+		"eyJh.eyJq.sig", "eyJh.b.c.d.e", "eyJh.b.c.d.f", "eR", "eOK", "e.f", "eyJh.eyJw.sigR.x", "tok.R",
+		strings.Repeat("a", maxTokenLength), strings.Repeat("a", maxTokenLength+1)}
 	var headerSets [][]string
 	headerSets = append(headerSets, []string{"NONE"})
 	headerSets = append(headerSets, []string{"EMPTY"})
