@@ -247,10 +247,22 @@ func streamProblem(c natsclient.StreamConfig, n *natsSettings) string {
 
 // publish stores one revocation in the stream and waits for the stream's ack.
 func (f *streamFollower) publish(subject string, body []byte, exp int64) error {
+	// Right after start the stream may still be being set up (created or checked): a
+	// publish then would find no stream ("no responders"). Wait for the set-up, within
+	// the publish timeout, instead of failing the revocation.
+	deadline := time.Now().Add(publishTimeout)
 	f.mu.Lock()
 	problem := f.problem
 	ready := f.ready
 	f.mu.Unlock()
+	for !ready && problem == "" && time.Now().Before(deadline) {
+		f.wake()
+		time.Sleep(20 * time.Millisecond)
+		f.mu.Lock()
+		problem = f.problem
+		ready = f.ready
+		f.mu.Unlock()
+	}
 	if !ready && problem != "" {
 		return errors.New(problem)
 	}

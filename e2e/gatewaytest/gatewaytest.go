@@ -48,7 +48,7 @@ func NATSConfig(servers []string, name string, extra map[string]interface{}) map
 		n[k] = v
 	}
 	return map[string]interface{}{
-		"clients":    []interface{}{map[string]interface{}{"id": ClientID, "secret": ClientSecret}},
+		"clients":    []interface{}{map[string]interface{}{"id": ClientID, "secret": ClientSecret, "ratePerMinute": -1}},
 		"defaultTTL": "1h",
 		"statusPath": StatusPath,
 		"nats":       n,

@@ -170,7 +170,7 @@ func TestEndpointErrorsUnderYaegi(t *testing.T) {
 		{"bad hint", revoke("x", good, "&token_type_hint=id_token"), 400, "unsupported_token_type"},
 		{"no credentials", revoke("x", "", ""), 401, "invalid_client"},
 		{"wrong secret", revoke("x", basicAuth("portal", "nope"), ""), 401, "invalid_client"},
-		{"too large", revoke(strings.Repeat("x", 17000), good, ""), 413, "invalid_request"},
+		{"too large", revoke(strings.Repeat("x", 64*1024+1), good, ""), 413, "invalid_request"},
 	}
 	for _, tc := range cases {
 		rec := do(h, tc.req)

@@ -32,7 +32,7 @@ func pluginConfig(natsURL string, s streamSpec, name string, cacheSize int) map[
 	return map[string]any{
 		"revokePath": revokePath,
 		"statusPath": statusPath,
-		"clients":    []any{map[string]any{"id": clientID, "secret": clientSecret}},
+		"clients":    []any{map[string]any{"id": clientID, "secret": clientSecret, "ratePerMinute": -1}},
 		"cacheSize":  cacheSize,
 		"defaultTTL": "1h",
 		"nats": map[string]any{
