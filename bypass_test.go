@@ -522,3 +522,26 @@ func TestFailClosedSeesEveryPlace(t *testing.T) {
 		t.Fatalf("anonymous request: %d", rec.Code)
 	}
 }
+
+// A JWT the request path already validated (and decides by its signing input alone)
+// must still be rejected once a version-1 message revokes its exact string.
+func TestVersion1MessageReachesValidatedJWTs(t *testing.T) {
+	m, b := newTestMiddleware(t, nil)
+	jwt := "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2MSJ9.c2lnbmF0dXJl"
+	for i := 0; i < 2; i++ { // the first request validates it, the second takes the fast path
+		if rec := serve(m, getWithAuth("Bearer "+jwt)); rec.Code != http.StatusTeapot {
+			t.Fatalf("request %d: %d", i, rec.Code)
+		}
+	}
+	if _, ok := m.cache.checked[hashToken(jwt)]; !ok {
+		t.Fatal("the slow path did not remember the validated token")
+	}
+	// What natsLink.onMsg does with a version-1 message for the exact string.
+	m.cache.setLegacy()
+	now := time.Now().Unix()
+	m.cache.add(hashToken(jwt), now+3600, now)
+	checkError(t, serve(m, getWithAuth("Bearer "+jwt)), http.StatusUnauthorized, errInvalidToken)
+	if b.count() != 2 {
+		t.Fatalf("backend saw %d requests, want 2", b.count())
+	}
+}

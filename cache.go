@@ -82,6 +82,13 @@ type tokenCache struct {
 	// by their exact string. Read under mu (the request path reads it with the index).
 	legacy bool
 
+	// checked maps the SHA-256 of a bearer token that the slow path has already read
+	// and validated (RFC 6750 characters, length, a single lookup key) to its key, so
+	// the request path can skip the validation next time: one hash of the token, two
+	// map probes. It holds digests only, at most maxChecked; it is replaced when full and
+	// emptied when the keying rules change (legacy). Read under mu.
+	checked map[[32]byte][32]byte
+
 	evictions   int64 // unexpired entries dropped because the cache was full
 	expired     int64 // entries dropped because their token expired
 	unwarned    int64 // evictions not yet reported in a log line
@@ -99,6 +106,7 @@ func init() {
 func newTokenCache(capacity int, log *logger) *tokenCache {
 	c := &tokenCache{
 		index:     make(map[[32]byte]int32),
+		checked:   make(map[[32]byte][32]byte),
 		originIDs: make(map[string]uint16),
 		capacity:  capacity,
 		buckets:   make(map[int64][]int32),
@@ -136,9 +144,28 @@ func (c *tokenCache) hasLegacy() bool {
 }
 
 // setLegacy records that a version-1 message was applied.
+// JWTs validated before then were remembered with their JWS key alone, so the memory
+// of validated tokens is dropped.
 func (c *tokenCache) setLegacy() {
 	c.mu.Lock()
 	c.legacy = true
+	c.checked = make(map[[32]byte][32]byte)
+	c.mu.Unlock()
+}
+
+// maxChecked bounds the memory of validated tokens (about 100 bytes each).
+const maxChecked = 1 << 15
+
+// rememberChecked records that the token whose SHA-256 is full was validated and is
+// looked up by key alone.
+func (c *tokenCache) rememberChecked(full, key [32]byte, jws bool) {
+	c.mu.Lock()
+	if !(jws && c.legacy) {
+		if len(c.checked) >= maxChecked {
+			c.checked = make(map[[32]byte][32]byte)
+		}
+		c.checked[full] = key
+	}
 	c.mu.Unlock()
 }
 

@@ -131,6 +131,9 @@ func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *insp
 	v := values[0]
 	if tok, ok := canonicalBearer(v); ok {
 		m.checkToken(tok, now, in)
+		if in.verdict == passRequest {
+			m.rememberValid(tok)
+		}
 		return
 	}
 	if t := strings.TrimRight(v, " \t"); len(t) == 6 && strings.EqualFold(t, "bearer") {
@@ -167,6 +170,21 @@ func canonicalBearer(v string) (string, bool) {
 		return "", false
 	}
 	return tok, true
+}
+
+// rememberValid lets the request path decide tok by itself next time (see
+// tokenCache.checked), when one key decides it: an opaque token without dots, or one
+// that does not start like a JWT, by its exact string; a JWS by its signing input.
+// Others (a JWE, an 'e' token with other dots) always take the slow path.
+func (m *Middleware) rememberValid(tok string) {
+	if len(tok) > maxTokenLength {
+		return
+	}
+	key, kind := tokenKey(tok)
+	if kind == kindJWE || kind == kindToken && tok[0] == 'e' && strings.IndexByte(tok, '.') >= 0 {
+		return
+	}
+	m.cache.rememberChecked(hashToken(tok), key, kind == kindJWS)
 }
 
 func isSchemeChar(c byte) bool {
