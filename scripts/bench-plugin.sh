@@ -24,6 +24,9 @@ out="bench-results/plugin-$(date -u +%Y%m%d-%H%M).txt"
   echo "## yaegi: what the check adds over pass-through, both in one process, alternating blocks (1M entries)"
   (cd e2e && go test -run '^$' -bench 'YaegiAdded1M' -benchtime 300000x -count 5 ./yaegiload)
   echo
+  echo "## yaegi: what reading a 2 KiB form body adds (POST, same bearer header, 1M entries)"
+  (cd e2e && go test -run '^$' -bench 'YaegiAddedFormPost2K' -benchtime 30000x -count 3 ./yaegiload)
+  echo
   echo "## yaegi: memory per entry and interpreted insert cost at 1M entries"
   (cd e2e && go test -run '^$' -bench 'YaegiMemoryPerEntry' -benchtime 1x ./yaegiload)
   echo
