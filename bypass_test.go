@@ -523,6 +523,43 @@ func TestFailClosedSeesEveryPlace(t *testing.T) {
 	}
 }
 
+// A token the request path passes by itself must be rejected as soon as its key is
+// revoked, whichever way the revocation arrives: one add (core NATS, the endpoint), a
+// replay batch (JetStream) or a snapshot chunk.
+func TestRevocationForgetsPassingToken(t *testing.T) {
+	key0, _ := tokenKey("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+	ways := map[string]func(c *tokenCache, key [32]byte, now int64){
+		"add": func(c *tokenCache, key [32]byte, now int64) { c.addFrom(key, now+60, now, "@gw-b") },
+		"addBatch": func(c *tokenCache, key [32]byte, now int64) {
+			c.addBatch([][32]byte{key0, key}, []int64{now + 60, now + 60}, nil, now, 0)
+		},
+		"loadCold": func(c *tokenCache, key [32]byte, now int64) {
+			c.loadCold([][32]byte{key}, []int64{now + 60}, nil, nil, now, c.len())
+		},
+	}
+	for name, revoke := range ways {
+		t.Run(name, func(t *testing.T) {
+			m, b := newTestMiddleware(t, nil)
+			for _, tok := range []string{"opaque-" + name, "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ" + name + "In0.c2ln"} {
+				for i := 0; i < 2; i++ {
+					if rec := serve(m, getWithAuth("Bearer "+tok)); rec.Code != http.StatusTeapot {
+						t.Fatalf("before: %d", rec.Code)
+					}
+				}
+				if !m.cache.passing[hashToken(tok)] {
+					t.Fatal("the token was not remembered as passing")
+				}
+				key, _ := tokenKey(tok)
+				revoke(m.cache, key, time.Now().Unix())
+				checkError(t, serve(m, getWithAuth("Bearer "+tok)), http.StatusUnauthorized, errInvalidToken)
+			}
+			if b.count() != 4 {
+				t.Fatalf("backend saw %d", b.count())
+			}
+		})
+	}
+}
+
 // A JWT the request path already validated (and decides by its signing input alone)
 // must still be rejected once a version-1 message revokes its exact string.
 func TestVersion1MessageReachesValidatedJWTs(t *testing.T) {
@@ -533,7 +570,7 @@ func TestVersion1MessageReachesValidatedJWTs(t *testing.T) {
 			t.Fatalf("request %d: %d", i, rec.Code)
 		}
 	}
-	if _, ok := m.cache.checked[hashToken(jwt)]; !ok {
+	if !m.cache.passing[hashToken(jwt)] {
 		t.Fatal("the slow path did not remember the validated token")
 	}
 	// What natsLink.onMsg does with a version-1 message for the exact string.

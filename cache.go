@@ -82,12 +82,15 @@ type tokenCache struct {
 	// by their exact string. Read under mu (the request path reads it with the index).
 	legacy bool
 
-	// checked maps the SHA-256 of a bearer token that the slow path has already read
-	// and validated (RFC 6750 characters, length, a single lookup key) to its key, so
-	// the request path can skip the validation next time: one hash of the token, two
-	// map probes. It holds digests only, at most maxChecked; it is replaced when full and
-	// emptied when the keying rules change (legacy). Read under mu.
-	checked map[[32]byte][32]byte
+	// passing holds the SHA-256 of bearer tokens that the slow path read and found
+	// valid (RFC 6750 characters, length), looked up by a single key, and not revoked:
+	// the request path passes them with one hash and one probe. spellings maps each
+	// such key to the one token digest remembered for it, so that a revocation of the
+	// key forgets the token at once (forgetLocked). Digests only, at most maxPassing;
+	// both are replaced when full, and when the keying rules change (legacy). Read
+	// under mu.
+	passing   map[[32]byte]bool
+	spellings map[[32]byte][32]byte
 
 	evictions   int64 // unexpired entries dropped because the cache was full
 	expired     int64 // entries dropped because their token expired
@@ -106,7 +109,8 @@ func init() {
 func newTokenCache(capacity int, log *logger) *tokenCache {
 	c := &tokenCache{
 		index:     make(map[[32]byte]int32),
-		checked:   make(map[[32]byte][32]byte),
+		passing:   make(map[[32]byte]bool),
+		spellings: make(map[[32]byte][32]byte),
 		originIDs: make(map[string]uint16),
 		capacity:  capacity,
 		buckets:   make(map[int64][]int32),
@@ -149,24 +153,41 @@ func (c *tokenCache) hasLegacy() bool {
 func (c *tokenCache) setLegacy() {
 	c.mu.Lock()
 	c.legacy = true
-	c.checked = make(map[[32]byte][32]byte)
+	c.passing = make(map[[32]byte]bool)
+	c.spellings = make(map[[32]byte][32]byte)
 	c.mu.Unlock()
 }
 
-// maxChecked bounds the memory of validated tokens (about 100 bytes each).
-const maxChecked = 1 << 15
+// maxPassing bounds the memory of passing tokens (about 150 bytes each).
+const maxPassing = 1 << 15
 
-// rememberChecked records that the token whose SHA-256 is full was validated and is
-// looked up by key alone.
-func (c *tokenCache) rememberChecked(full, key [32]byte, jws bool) {
+// rememberPassing records that the token whose SHA-256 is full is valid and decided by
+// key alone, unless key is revoked now (the check and the insert share the lock with
+// every add, so a revocation either comes first and is seen here, or comes after and
+// forgets the token). A JWS is not remembered once a version-1 message was applied
+// (its exact string must be checked too).
+func (c *tokenCache) rememberPassing(full, key [32]byte, jws bool) {
 	c.mu.Lock()
-	if !(jws && c.legacy) {
-		if len(c.checked) >= maxChecked {
-			c.checked = make(map[[32]byte][32]byte)
+	if _, revoked := c.index[key]; !revoked && !(jws && c.legacy) {
+		if len(c.passing) >= maxPassing {
+			c.passing = make(map[[32]byte]bool)
+			c.spellings = make(map[[32]byte][32]byte)
 		}
-		c.checked[full] = key
+		if old, ok := c.spellings[key]; ok {
+			delete(c.passing, old)
+		}
+		c.spellings[key] = full
+		c.passing[full] = true
 	}
 	c.mu.Unlock()
+}
+
+// forgetLocked drops the passing token remembered for key, which is being revoked.
+func (c *tokenCache) forgetLocked(key [32]byte) {
+	if full, ok := c.spellings[key]; ok {
+		delete(c.passing, full)
+		delete(c.spellings, key)
+	}
 }
 
 // len returns the number of entries held, expired or not.
@@ -253,6 +274,9 @@ func (c *tokenCache) addBatch(keys [][32]byte, exps []int64, origins []string, n
 			c.addLocked(key, exp, now, o)
 			continue
 		}
+		if len(c.spellings) > 0 {
+			c.forgetLocked(key)
+		}
 		slot := int32(len(c.keys))
 		head := c.heads[o]
 		c.keys = append(c.keys, key)
@@ -291,6 +315,9 @@ func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64, o uint16) {
 		}
 		c.moveToFrontLocked(slot)
 		return
+	}
+	if len(c.spellings) > 0 {
+		c.forgetLocked(key)
 	}
 	if len(c.bucketIDs) > 0 && c.bucketIDs[0]*expiryBucket <= now {
 		c.expireLocked(now)
@@ -421,6 +448,7 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 	c.next = append(c.next, coldTemplate[:n]...)
 	c.origins = append(c.origins, zeroOrigins[:n]...)
 	before := len(c.index)
+	forget := len(c.spellings) > 0 // only a load while requests were served has any
 	added := 0
 	lastB := int64(-1)
 	var run []int32
@@ -446,6 +474,9 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 		c.counts[o]++
 		c.colds[o]++
 		c.index[keys[i]] = slot
+		if forget {
+			c.forgetLocked(keys[i])
+		}
 		added++
 		if b := (exp + expiryBucket - 1) / expiryBucket; b != lastB {
 			if lastB >= 0 {

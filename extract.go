@@ -172,8 +172,8 @@ func canonicalBearer(v string) (string, bool) {
 	return tok, true
 }
 
-// rememberValid lets the request path decide tok by itself next time (see
-// tokenCache.checked), when one key decides it: an opaque token without dots, or one
+// rememberValid lets the request path pass tok by itself next time (see
+// tokenCache.passing), when one key decides it: an opaque token without dots, or one
 // that does not start like a JWT, by its exact string; a JWS by its signing input.
 // Others (a JWE, an 'e' token with other dots) always take the slow path.
 func (m *Middleware) rememberValid(tok string) {
@@ -184,7 +184,7 @@ func (m *Middleware) rememberValid(tok string) {
 	if kind == kindJWE || kind == kindToken && tok[0] == 'e' && strings.IndexByte(tok, '.') >= 0 {
 		return
 	}
-	m.cache.rememberChecked(hashToken(tok), key, kind == kindJWS)
+	m.cache.rememberPassing(hashToken(tok), key, kind == kindJWS)
 }
 
 func isSchemeChar(c byte) bool {

@@ -194,22 +194,20 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 	}
 }
 
-// maxBearerHeader is the longest "Bearer <token>" value the fast path decides.
-const maxBearerHeader = len("Bearer ") + maxTokenLength
-
 // ServeHTTP answers the revoke endpoint and rejects requests bearing a revoked token.
 //
 // It decides the common cases itself: no query string, no body, not one of the plugin's
 // own paths, and either no Authorization header or exactly one "Bearer <token>" header
-// whose token the slow path has already read, found canonical and valid, and keyed with
-// a single key (tokenCache.checked, indexed by the SHA-256 of the token), when that key
-// is not in the cache. Everything else (the endpoints, tokens seen for the first time,
-// other spellings, several headers, query strings, bodies, JWEs, tokens that are found)
-// goes to serveSlow, which applies the full rules of extract.go and remembers valid
-// tokens; the fast path only ever passes requests that serveSlow would pass too
-// (TestFastPathMatchesSlowPath). Validating a token costs three or four stdlib calls
-// under the interpreter (its characters, its dots, its signing input), as much as the
-// rest of the check together, so it is done once per token, not once per request.
+// whose token is known to pass: the slow path read it, found it canonical and valid,
+// keyed by a single key that is not revoked, and remembered it (tokenCache.passing,
+// indexed by the SHA-256 of the token; a revocation of its key forgets it at once).
+// Everything else (the endpoints, tokens seen for the first time, other spellings,
+// several headers, query strings, bodies, JWEs, revoked tokens) goes to serveSlow, which
+// applies the full rules of extract.go; the fast path only ever passes requests that
+// serveSlow would pass too (TestFastPathMatchesSlowPath). Validating a token costs
+// three or four stdlib calls under the interpreter (its characters, its dots, its
+// signing input), as much as the rest of the check together, so it is done once per
+// token, not once per request, and the request path probes one map, as before.
 //
 // The shape follows from what code costs under yaegi v0.16.1. Each call of an
 // interpreted function allocates a value for every slot of its frame (every local and
@@ -245,13 +243,9 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 				if a := req.Header["Authorization"]; len(a) == 1 {
 					if t := a[0]; t >= "Bearer !" {
 						if t < "Bearer!" {
-							if len(t) <= maxBearerHeader {
-								m.rlock.Lock()
-								if k, ok := m.cache.checked[sha256.Sum256([]byte(t[7:]))]; ok {
-									_, slow = m.index[k]
-								}
-								m.rlock.Unlock()
-							}
+							m.rlock.Lock()
+							slow = !m.cache.passing[sha256.Sum256([]byte(t[7:]))]
+							m.rlock.Unlock()
 						}
 					}
 				} else if a == nil {
