@@ -87,8 +87,8 @@ type tokenCache struct {
 	// the request path passes them with one hash and one probe. spellings maps each
 	// such key to the one token digest remembered for it, so that a revocation of the
 	// key forgets the token at once (forgetLocked). Digests only, at most maxPassing;
-	// both are replaced when full, and when the keying rules change (legacy). Read
-	// under mu.
+	// both are emptied when full, and when the keying rules change (legacy); passing is
+	// never replaced (the request path holds it). Read under mu.
 	passing   map[[32]byte]bool
 	spellings map[[32]byte][32]byte
 
@@ -153,9 +153,26 @@ func (c *tokenCache) hasLegacy() bool {
 func (c *tokenCache) setLegacy() {
 	c.mu.Lock()
 	c.legacy = true
-	c.passing = make(map[[32]byte]bool)
-	c.spellings = make(map[[32]byte][32]byte)
+	c.forgetAllLocked()
 	c.mu.Unlock()
+}
+
+// forgetAllLocked empties the memory of passing tokens. passing is emptied in place
+// (the request path holds the map); at most maxPassing deletions, once per maxPassing
+// new tokens.
+func (c *tokenCache) forgetAllLocked() {
+	for k := range c.passing {
+		delete(c.passing, k)
+	}
+	c.spellings = make(map[[32]byte][32]byte)
+}
+
+// isPassing reports whether the token whose SHA-256 is full is remembered as passing.
+func (c *tokenCache) isPassing(full [32]byte) bool {
+	c.mu.RLock()
+	p := c.passing[full]
+	c.mu.RUnlock()
+	return p
 }
 
 // maxPassing bounds the memory of passing tokens (about 150 bytes each).
@@ -170,8 +187,7 @@ func (c *tokenCache) rememberPassing(full, key [32]byte, jws bool) {
 	c.mu.Lock()
 	if _, revoked := c.index[key]; !revoked && !(jws && c.legacy) {
 		if len(c.passing) >= maxPassing {
-			c.passing = make(map[[32]byte]bool)
-			c.spellings = make(map[[32]byte][32]byte)
+			c.forgetAllLocked()
 		}
 		if old, ok := c.spellings[key]; ok {
 			delete(c.passing, old)
@@ -232,7 +248,13 @@ func (c *tokenCache) hit(key [32]byte, now int64) bool {
 // add records key as revoked until exp (unix seconds). A key already held keeps the
 // later of the two expiries. It reports whether the cache now holds the key.
 func (c *tokenCache) add(key [32]byte, exp int64, now int64) bool {
-	return c.addFrom(key, exp, now, "")
+	if exp <= now {
+		return false
+	}
+	c.mu.Lock()
+	c.addLocked(key, exp, now, 0)
+	c.mu.Unlock()
+	return true
 }
 
 // addFrom is add for an entry of the named origin (see tokenCache).
@@ -256,6 +278,8 @@ func (c *tokenCache) addBatch(keys [][32]byte, exps []int64, origins []string, n
 	n := 0
 	c.mu.Lock()
 	var o uint16
+	last := ""
+	forget := len(c.spellings) > 0
 	for i := 0; i < len(keys); i++ {
 		exp := exps[i]
 		if exp <= now {
@@ -267,14 +291,19 @@ func (c *tokenCache) addBatch(keys [][32]byte, exps []int64, origins []string, n
 		n++
 		key := keys[i]
 		if origins != nil {
-			o = c.originLocked(origins[i])
+			if origins[i] != last {
+				// Consecutive entries mostly share their origin: a string comparison
+				// instead of a call per entry.
+				last = origins[i]
+				o = c.originLocked(last)
+			}
 		}
 		if _, held := c.index[key]; held || c.count >= c.capacity || len(c.free) > 0 || len(c.keys) == cap(c.keys) ||
 			(len(c.bucketIDs) > 0 && c.bucketIDs[0]*expiryBucket <= now) {
 			c.addLocked(key, exp, now, o)
 			continue
 		}
-		if len(c.spellings) > 0 {
+		if forget {
 			c.forgetLocked(key)
 		}
 		slot := int32(len(c.keys))
@@ -448,11 +477,23 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 	c.next = append(c.next, coldTemplate[:n]...)
 	c.origins = append(c.origins, zeroOrigins[:n]...)
 	before := len(c.index)
-	forget := len(c.spellings) > 0 // only a load while requests were served has any
+	// Per-origin bookkeeping is kept out of the per-entry loop where it can be: the
+	// scan start of every origin the chunk names, and the cold counts (from the change
+	// in each origin's count).
+	countsBefore := append([]int(nil), c.counts...)
+	if origins == nil {
+		if c.colds[0] == 0 || c.coldScans[0] > base {
+			c.coldScans[0] = base
+		}
+	}
+	for i := range names {
+		if o := ids[i]; c.colds[o] == 0 || c.coldScans[o] > base {
+			c.coldScans[o] = base
+		}
+	}
 	added := 0
 	lastB := int64(-1)
 	var run []int32
-	var o uint16
 	slot := int32(base)
 	for i := 0; i < n; i++ {
 		exp := exps[i]
@@ -465,18 +506,11 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 			continue
 		}
 		if origins != nil {
-			o = ids[origins[i]]
+			o := ids[origins[i]]
 			c.origins[slot] = o
+			c.counts[o]++
 		}
-		if c.colds[o] == 0 || c.coldScans[o] > base {
-			c.coldScans[o] = base
-		}
-		c.counts[o]++
-		c.colds[o]++
 		c.index[keys[i]] = slot
-		if forget {
-			c.forgetLocked(keys[i])
-		}
 		added++
 		if b := (exp + expiryBucket - 1) / expiryBucket; b != lastB {
 			if lastB >= 0 {
@@ -496,6 +530,21 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 		c.buckets[lastB] = run
 	}
 	c.count += added
+	if origins == nil {
+		c.counts[0] += added
+	}
+	for o := range c.counts {
+		if o < len(countsBefore) {
+			c.colds[o] += c.counts[o] - countsBefore[o]
+		} else {
+			c.colds[o] += c.counts[o]
+		}
+	}
+	if len(c.spellings) > 0 { // only a load while requests were served has any
+		for i := range keys {
+			c.forgetLocked(keys[i])
+		}
+	}
 	if len(c.index) != before+added {
 		c.dropColdDuplicatesLocked(base, n)
 	}

@@ -116,7 +116,7 @@ type Middleware struct {
 	endpoints   map[string]bool // paths the plugin answers itself
 	cache       *tokenCache
 	rlock       sync.Locker        // the cache's read lock (cache.mu.RLocker()), for the fast path
-	index       map[[32]byte]int32 // the cache's index (the map is never replaced)
+	passing     map[[32]byte]bool  // the cache's passing tokens (the map is never replaced)
 	settings    *settings
 	log         *logger
 	domain      *domain
@@ -186,7 +186,7 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 		metricsPath: s.metricsPath,
 		cache:       d.cache,
 		rlock:       d.cache.mu.RLocker(),
-		index:       d.cache.index,
+		passing:     d.cache.passing,
 		settings:    s,
 		log:         log,
 		domain:      d,
@@ -236,7 +236,7 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 // (0.4 µs of it SHA-256 itself) and 0.2 µs for the map probe. Natively the whole check
 // costs about 0.4 µs, nearly all of it SHA-256.
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	slow := true
+	pass := false
 	if req.URL.RawQuery == "" {
 		if req.ContentLength == 0 {
 			if !m.endpoints[req.URL.Path] {
@@ -244,21 +244,21 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 					if t := a[0]; t >= "Bearer !" {
 						if t < "Bearer!" {
 							m.rlock.Lock()
-							slow = !m.cache.passing[sha256.Sum256([]byte(t[7:]))]
+							pass = m.passing[sha256.Sum256([]byte(t[7:]))]
 							m.rlock.Unlock()
 						}
 					}
 				} else if a == nil {
-					slow = false
+					pass = true
 				}
 			}
 		}
 	}
-	if slow {
-		serveSlow(m, rw, req)
+	if pass {
+		m.next.ServeHTTP(rw, req)
 		return
 	}
-	m.next.ServeHTTP(rw, req)
+	serveSlow(m, rw, req)
 }
 
 // serveSlow handles every request the fast path in ServeHTTP did not decide. It is a
