@@ -115,8 +115,8 @@ type Middleware struct {
 	metricsPath string
 	endpoints   map[string]bool // paths the plugin answers itself
 	cache       *tokenCache
-	rlock       sync.Locker        // the cache's read lock (cache.mu.RLocker()), for the fast path
-	passing     map[[32]byte]bool  // the cache's passing tokens (the map is never replaced)
+	rlock       sync.Locker       // the cache's read lock (cache.mu.RLocker()), for the fast path
+	passing     map[[32]byte]bool // the cache's passing tokens (the map is never replaced)
 	settings    *settings
 	log         *logger
 	domain      *domain
