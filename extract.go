@@ -149,7 +149,7 @@ func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *insp
 		return // the scheme without a token ("Bearer ", trimmed): nothing to check
 	}
 	if len(v) > 6 && strings.EqualFold(v[:6], "bearer") && !isSchemeChar(v[6]) {
-		in.refuse(http.StatusBadRequest, "The Bearer authorization header is malformed (use \"Bearer <token>\")")
+		in.refuse(http.StatusBadRequest, "The Bearer authorization header is malformed (use the scheme, one space and the token)")
 		return
 	}
 	// Another scheme, or a bare token: check every string a lenient backend could take
