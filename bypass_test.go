@@ -534,7 +534,7 @@ func TestRevocationForgetsPassingToken(t *testing.T) {
 			c.addBatch([][32]byte{key0, key}, []int64{now + 60, now + 60}, nil, now, 0)
 		},
 		"loadCold": func(c *tokenCache, key [32]byte, now int64) {
-			c.loadCold([][32]byte{key}, []int64{now + 60}, nil, nil, now, c.len())
+			c.loadCold([][32]byte{key}, []int64{now + 60}, nil, nil, now, 0, c.len())
 		},
 	}
 	for name, revoke := range ways {

@@ -424,14 +424,17 @@ var (
 // up to coldLoadMax entries are loaded in bulk: keys and expiries are appended with two
 // compiled copies and left out of the LRU list (marked cold), so each entry costs one
 // map store and, when its expiry bucket differs from the previous entry's, one bucket
-// lookup: about a third of addBatch under the interpreter. Entries already expired, or
-// with an expiry beyond maxExpiry, are skipped. loaded is what the previous call returned
+// lookup: about a third of addBatch under the interpreter. Entries already expired are
+// skipped; expiries beyond limit (now + maxTTL; 0: maxExpiry) are capped to it. loaded is what the previous call returned
 // (0 for the first batch): the cache's entry count, or -1 once a call had to fall back to
 // addBatch (the cache then holds other entries, or is full, or the batch was too large),
 // after which every call does. Entry i's origin is names[origins[i]] (origins nil: all
 // origin "").
-func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, names []string, now int64, loaded int) int {
+func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, names []string, now, limit int64, loaded int) int {
 	n := len(keys)
+	if limit <= 0 || limit > maxExpiry {
+		limit = maxExpiry
+	}
 	c.mu.Lock()
 	if c.count != loaded || c.count+n > c.capacity || n > len(coldTemplate) {
 		c.mu.Unlock()
@@ -449,7 +452,7 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 				}
 			}
 		}
-		c.addBatch(keys, exps, perEntry, now, 0)
+		c.addBatch(keys, exps, perEntry, now, limit)
 		return -1
 	}
 	// Every possible id has a place (ids beyond names are origin 0), so a malformed
@@ -497,7 +500,11 @@ func (c *tokenCache) loadCold(keys [][32]byte, exps []int64, origins []uint16, n
 	slot := int32(base)
 	for i := 0; i < n; i++ {
 		exp := exps[i]
-		if exp <= now || exp > maxExpiry {
+		if exp > limit {
+			exp = limit
+			c.exps[slot] = exp
+		}
+		if exp <= now {
 			c.prev[slot] = nilSlot
 			c.next[slot] = nilSlot
 			c.exps[slot] = 0

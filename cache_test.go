@@ -413,7 +413,7 @@ func loadColdMatchesModel(t *testing.T, names []string) {
 			model.ents = append([]modelEnt{{k, exp, o}}, model.ents...)
 		}
 	}
-	if got := s.loadCold(keys, exps, origins, names, now, 0); got != len(model.ents) {
+	if got := s.loadCold(keys, exps, origins, names, now, 0, 0); got != len(model.ents) {
 		t.Fatalf("loadCold returned %d, want %d", got, len(model.ents))
 	}
 	checkCache(t, s, "after load")
@@ -459,7 +459,7 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	s := newTokenCache(100, newLogger("t"))
 	keys := [][32]byte{key(1), key(2), key(1), key(3)}
 	exps := []int64{now + 100, now + 200, now + 300, now + 400}
-	if got := s.loadCold(keys, exps, nil, nil, now, 0); got != 3 {
+	if got := s.loadCold(keys, exps, nil, nil, now, 0, 0); got != 3 {
 		t.Fatalf("loadCold with a duplicate returned %d entries, want 3", got)
 	}
 	checkCache(t, s, "duplicates")
@@ -477,10 +477,10 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	// A cache that already holds other entries falls back to addBatch (and says so).
 	s = newTokenCache(100, newLogger("t"))
 	s.add(key(1), now+50, now)
-	if got := s.loadCold(keys, exps, nil, nil, now, 0); got != -1 {
+	if got := s.loadCold(keys, exps, nil, nil, now, 0, 0); got != -1 {
 		t.Fatalf("loadCold on a non-empty store returned %d, want -1", got)
 	}
-	if got := s.loadCold([][32]byte{key(9)}, []int64{now + 10}, nil, nil, now, -1); got != -1 {
+	if got := s.loadCold([][32]byte{key(9)}, []int64{now + 10}, nil, nil, now, 0, -1); got != -1 {
 		t.Fatalf("a later chunk returned %d, want -1", got)
 	}
 	checkCache(t, s, "fallback")
@@ -491,13 +491,18 @@ func TestLoadColdDuplicatesAndFallback(t *testing.T) {
 	}
 	// A full cache falls back too, and evicts as addBatch does.
 	s = newTokenCache(2, newLogger("t"))
-	if got := s.loadCold(keys, exps, nil, nil, now, 0); got != -1 || s.len() != 2 {
+	if got := s.loadCold(keys, exps, nil, nil, now, 0, 0); got != -1 || s.len() != 2 {
 		t.Fatalf("loadCold into a too small store: %d, %d entries", got, s.len())
 	}
 	// Expiries beyond the supported range are skipped, not stored.
 	s = newTokenCache(10, newLogger("t"))
-	if got := s.loadCold([][32]byte{key(1), key(2)}, []int64{maxExpiry + 1, now + 5}, nil, nil, now, 0); got != 1 {
-		t.Fatalf("out-of-range expiry: %d entries", got)
+	if got := s.loadCold([][32]byte{key(1), key(2)}, []int64{maxExpiry + 1, now + 5}, nil, nil, now, 0, 0); got != 2 || s.exps[s.index[key(1)]] != maxExpiry {
+		t.Fatalf("out-of-range expiry: %d entries, expiry %d", got, s.exps[s.index[key(1)]])
+	}
+	// A snapshot cannot plant an entry beyond now + maxTTL either.
+	s = newTokenCache(10, newLogger("t"))
+	if got := s.loadCold([][32]byte{key(3)}, []int64{now + 1e9}, nil, nil, now, now+3600, 0); got != 1 || s.exps[s.index[key(3)]] != now+3600 {
+		t.Fatalf("expiry beyond the limit: %d entries, expiry %d", got, s.exps[s.index[key(3)]])
 	}
 	checkCache(t, s, "range")
 }

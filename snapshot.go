@@ -200,7 +200,7 @@ func (s *snapshotter) load(info *natsclient.StreamInfo) uint64 {
 			problem = chunks[i].problem
 			continue
 		}
-		loaded = s.cache.loadCold(chunks[i].keys, chunks[i].exps, chunks[i].origins, chunks[i].names, now, loaded)
+		loaded = s.cache.loadCold(chunks[i].keys, chunks[i].exps, chunks[i].origins, chunks[i].names, now, now+int64(n.maxTTL/time.Second), loaded)
 		total += len(chunks[i].keys)
 		chunks[i].keys = nil
 		chunks[i].exps = nil

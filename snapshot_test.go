@@ -79,7 +79,7 @@ func TestLoadColdKeepsOrigins(t *testing.T) {
 	if !ok {
 		t.Fatal("decode failed")
 	}
-	if got := c.loadCold(k, e, o, n, now, 0); got != 4 {
+	if got := c.loadCold(k, e, o, n, now, 0, 0); got != 4 {
 		t.Fatalf("loaded %d", got)
 	}
 	counts := c.originCounts()
