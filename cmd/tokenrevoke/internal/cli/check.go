@@ -72,8 +72,8 @@ for session and subject rules.`,
 				if err != nil {
 					return usageErr("--sha256: %v", err)
 				}
-				if kind != wire.KindToken && kind != wire.KindJWS && kind != wire.KindSID && kind != wire.KindSub {
-					return usageErr("--kind must be token, jws, sid or sub")
+				if kind != wire.KindToken && kind != wire.KindJWS && kind != wire.KindJWE && kind != wire.KindSID && kind != wire.KindSub {
+					return usageErr("--kind must be token, jws, jwe, sid or sub")
 				}
 				looks = []lookup{{kind, k}}
 			case issuer != "":
@@ -92,7 +92,7 @@ for session and subject rules.`,
 				}
 				kind, k := wire.TokenKey(tok)
 				looks = []lookup{{kind, k}}
-				if kind == wire.KindJWS {
+				if kind != wire.KindToken {
 					looks = append(looks, lookup{wire.KindToken, wire.V1Key(tok)})
 				}
 			}

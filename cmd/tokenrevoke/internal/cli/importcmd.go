@@ -148,10 +148,10 @@ func (a *app) parseImportLine(line []byte, o *importOpts, now time.Time) (e wire
 			switch l.Kind {
 			case "", wire.KindToken:
 				e.Kind = wire.KindToken
-			case wire.KindJWS:
-				e.Kind = wire.KindJWS
+			case wire.KindJWS, wire.KindJWE:
+				e.Kind = l.Kind
 			default:
-				return e, key, "", fmt.Errorf(`"kind" must be token or jws, not %q`, l.Kind)
+				return e, key, "", fmt.Errorf(`"kind" must be token, jws or jwe, not %q`, l.Kind)
 			}
 			e.Exp = now.Add(o.ttl).Unix()
 		default:

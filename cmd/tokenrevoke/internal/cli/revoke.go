@@ -181,8 +181,8 @@ unix seconds or RFC 3339; default now + --ttl).`,
 				if err != nil {
 					return usageErr("--sha256: %v", err)
 				}
-				if kind != wire.KindToken && kind != wire.KindJWS {
-					return usageErr("--kind must be token or jws")
+				if kind != wire.KindToken && kind != wire.KindJWS && kind != wire.KindJWE {
+					return usageErr("--kind must be token, jws or jwe")
 				}
 				e.Kind, e.Key = kind, k.Hex()
 				e.Exp = now.Add(ttl).Unix()

@@ -23,6 +23,7 @@ import (
 const (
 	KindToken = "token" // sha256(exact token string)
 	KindJWS   = "jws"   // sha256(signing input): the token up to its last dot
+	KindJWE   = "jwe"   // sha256(canonical spelling): every segment decoded and re-encoded
 	KindSID   = "sid"   // sha256(iss "\x00" sid): a session rule
 	KindSub   = "sub"   // sha256(iss "\x00" sub): a subject rule
 )
@@ -49,9 +50,10 @@ func ParseKey(s string) (Key, error) {
 }
 
 // IsJWS reports whether tok is a JWS compact token by the version-2 rule: exactly two
-// dots and a first segment that starts with "eyJ" (a base64url JSON object).
+// dots and a first segment that starts with "e" (the base64url of '{'), as the gateways
+// decide it.
 func IsJWS(tok string) bool {
-	return strings.Count(tok, ".") == 2 && strings.HasPrefix(tok, "eyJ")
+	return strings.Count(tok, ".") == 2 && strings.HasPrefix(tok, "e")
 }
 
 // TokenKey returns the kind and key of a raw token: kind jws keys the signing input
@@ -61,7 +63,27 @@ func TokenKey(tok string) (kind string, key Key) {
 	if IsJWS(tok) {
 		return KindJWS, sha256.Sum256([]byte(tok[:strings.LastIndexByte(tok, '.')]))
 	}
+	if strings.HasPrefix(tok, "e") && strings.Count(tok, ".") == 4 {
+		if c, ok := canonicalJWE(tok); ok {
+			return KindJWE, sha256.Sum256([]byte(c))
+		}
+	}
 	return KindToken, sha256.Sum256([]byte(tok))
+}
+
+// canonicalJWE re-spells the five segments of a JWE compact token: each decoded
+// leniently (padding dropped, unused bits ignored, as verifiers decode) and encoded
+// again without padding. The gateways key a JWE by the SHA-256 of this spelling.
+func canonicalJWE(tok string) (string, bool) {
+	parts := strings.Split(tok, ".")
+	for i, p := range parts {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(p, "="))
+		if err != nil {
+			return "", false
+		}
+		parts[i] = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	return strings.Join(parts, "."), true
 }
 
 // V1Key is the version-1 key of a token: the digest of the exact string. For a JWS it
@@ -216,7 +238,7 @@ func Decode(prefix, subject string, data []byte) (Entry, Key, error) {
 		e.Kind, e.Key, e.Cutoff, e.Client = KindToken, w.Sha256, 0, ""
 	case 2:
 		switch w.Kind {
-		case KindToken, KindJWS:
+		case KindToken, KindJWS, KindJWE:
 		case KindSID, KindSub:
 			if w.Cutoff <= 0 {
 				return e, k, errors.New("cutoff is missing")

@@ -26,10 +26,12 @@ func TestTokenKeyKinds(t *testing.T) {
 	}{
 		{j, KindJWS, j[:strings.LastIndexByte(j, '.')]},
 		{"opaque-token", KindToken, "opaque-token"},
-		{"abc.def.ghi", KindToken, "abc.def.ghi"},                           // not starting with eyJ
-		{"eyJa.b.c.d.e", KindToken, "eyJa.b.c.d.e"},                         // a JWE: five segments
-		{"eyJhbGciOiJIUzI1NiJ9.e30", KindToken, "eyJhbGciOiJIUzI1NiJ9.e30"}, // one dot
-		{"eyJ.x.", KindJWS, "eyJ.x"},                                        // empty signature
+		{"abc.def.ghi", KindToken, "abc.def.ghi"},                                                         // not starting with e
+		{"ewogImEiOiAxfQ.e30.c2ln", KindJWS, "ewogImEiOiAxfQ.e30"},                                        // header "{\n ..." starts with ew
+		{"eyJhbGciOiJkaXIifQ..AAAA.Y2lwaGVy.dGFnIB", KindJWE, "eyJhbGciOiJkaXIifQ..AAAA.Y2lwaGVy.dGFnIA"}, // JWE: canonical spelling
+		{"eyJa.b.c.d.e", KindToken, "eyJa.b.c.d.e"},                                                       // a JWE: five segments
+		{"eyJhbGciOiJIUzI1NiJ9.e30", KindToken, "eyJhbGciOiJIUzI1NiJ9.e30"},                               // one dot
+		{"eyJ.x.", KindJWS, "eyJ.x"},                                                                      // empty signature
 	}
 	for _, c := range cases {
 		kind, key := TokenKey(c.tok)
