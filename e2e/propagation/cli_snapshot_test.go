@@ -1,6 +1,7 @@
 package propagation
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -97,5 +98,47 @@ func TestCLISnapshotLoadedByGateway(t *testing.T) {
 	}
 	if code := g.call("never-revoked"); code != 200 {
 		t.Fatalf("a token nobody revoked answered %d", code)
+	}
+}
+
+// Tokens revoked with `tokenrevoke revoke` are rejected by a gateway in every spelling
+// the gateway treats as the same token: the command and the gateways key tokens alike
+// (two separate implementations, in two modules). The tokens are shaped as an identity
+// provider issues them: a JWS with the usual header, a JWS whose header JSON starts with
+// a newline ("ew…"), a JWE, and an opaque token.
+func TestCLIRevocationsMatchGatewayKeys(t *testing.T) {
+	bin := buildCLI(t)
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	g := newGateway(t, natsConfig([]string{srv.URL}, "gw-keys", map[string]interface{}{"stream": "REVOCATIONS"}))
+	if _, err := g.WaitSynced(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	claims := `{"sub":"u1","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`
+	jws := "eyJhbGciOiJSUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(claims)) + ".c2lnbmF0dXJlMDE"
+	ewJWS := "ewogImFsZyI6ICJFUzI1NiIgfQ.eyJzdWIiOiJ1MiJ9.c2lnbmF0dXJlMDE"
+	jwe := "eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..AAAAAAAAAAAAAAAA.Y2lwaGVydGV4dA.dGFnIA"
+	cases := []struct {
+		name, revoked string
+		spellings     []string
+	}{
+		{"JWS", jws, []string{jws, jws + "==", jws[:len(jws)-1] + "F", jws + ".x"}},
+		{"JWS with an ew header", ewJWS, []string{ewJWS, ewJWS[:len(ewJWS)-1] + "F"}},
+		{"JWE", jwe, []string{jwe, jwe[:len(jwe)-1] + "B", jwe + "=="}},
+		{"opaque", "2YotnFZFEjr1zCsicMWpAA", []string{"2YotnFZFEjr1zCsicMWpAA"}},
+	}
+	for _, c := range cases {
+		out, err := exec.Command(bin, "-s", srv.URL, "revoke", c.revoked, "--ttl", "1h").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: tokenrevoke revoke: %v\n%s", c.name, err, out)
+		}
+		for _, s := range c.spellings {
+			if !g.WaitRejected(s, 3*time.Second) {
+				t.Errorf("%s: the gateway accepts %q after `tokenrevoke revoke`\n%s", c.name, s, g.Status())
+			}
+		}
+	}
+	// An unrelated token still passes.
+	if code := g.Call("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvdGhlciJ9.c2ln"); code != 200 {
+		t.Fatalf("an unrelated JWT: %d", code)
 	}
 }
