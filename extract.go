@@ -136,12 +136,13 @@ func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *insp
 	}
 	v := values[0]
 	if tok, ok := canonicalBearer(v); ok {
-		if m.cache.isPassing(hashToken(tok)) {
+		full := hashToken(tok)
+		if m.cache.isPassing(full) {
 			return // read, valid and not revoked (its revocation would have forgotten it)
 		}
 		m.checkToken(tok, now, in)
 		if in.verdict == passRequest {
-			m.rememberValid(tok)
+			m.rememberValid(tok, full)
 		}
 		return
 	}
@@ -182,10 +183,10 @@ func canonicalBearer(v string) (string, bool) {
 }
 
 // rememberValid lets the request path pass tok by itself next time (see
-// tokenCache.passing), when one key decides it: an opaque token without dots, or one
+// tokenCache.passing; full is its SHA-256), when one key decides it: an opaque token without dots, or one
 // that does not start like a JWT, by its exact string; a JWS by its signing input.
 // Others (a JWE, an 'e' token with other dots) always take the slow path.
-func (m *Middleware) rememberValid(tok string) {
+func (m *Middleware) rememberValid(tok string, full [32]byte) {
 	if len(tok) > maxTokenLength {
 		return
 	}
@@ -193,7 +194,7 @@ func (m *Middleware) rememberValid(tok string) {
 	if kind == kindJWE || kind == kindToken && tok[0] == 'e' && strings.IndexByte(tok, '.') >= 0 {
 		return
 	}
-	m.cache.rememberPassing(hashToken(tok), key, kind == kindJWS)
+	m.cache.rememberPassing(full, key, kind == kindJWS)
 }
 
 func isSchemeChar(c byte) bool {
