@@ -92,6 +92,9 @@ type tokenCache struct {
 	passing   map[[32]byte]bool
 	spellings map[[32]byte][32]byte
 
+	// rules are the session and subject rules (rules.go), at most capacity of them.
+	rules *ruleSet
+
 	evictions   int64 // unexpired entries dropped because the cache was full
 	expired     int64 // entries dropped because their token expired
 	unwarned    int64 // evictions not yet reported in a log line
@@ -114,6 +117,7 @@ func newTokenCache(capacity int, log *logger) *tokenCache {
 		originIDs: make(map[string]uint16),
 		capacity:  capacity,
 		buckets:   make(map[int64][]int32),
+		rules:     newRuleSet(capacity),
 		log:       log,
 	}
 	c.originLocked("")
@@ -183,9 +187,12 @@ const maxPassing = 1 << 15
 // every add, so a revocation either comes first and is seen here, or comes after and
 // forgets the token). A JWS is not remembered once a version-1 message was applied
 // (its exact string must be checked too).
-func (c *tokenCache) rememberPassing(full, key [32]byte, jws bool) {
+//
+// gen is the rule generation (ruleSet.gen) read before the token was checked; rules
+// change it under the same lock, so a rule that came after the check is seen here.
+func (c *tokenCache) rememberPassing(full, key [32]byte, jws bool, gen uint64) {
 	c.mu.Lock()
-	if _, revoked := c.index[key]; !revoked && !(jws && c.legacy) {
+	if _, revoked := c.index[key]; !revoked && !(jws && c.legacy) && c.rules.gen == gen {
 		if len(c.passing) >= maxPassing {
 			c.forgetAllLocked()
 		}
@@ -640,6 +647,12 @@ func (c *tokenCache) heaviestLocked(o uint16) uint16 {
 func (c *tokenCache) setCapacity(capacity int, now int64) {
 	c.mu.Lock()
 	c.capacity = capacity
+	c.rules.max = capacity
+	for int(c.rules.count) > capacity {
+		if !c.rules.evictEarliestLocked(now) {
+			break
+		}
+	}
 	if c.count > capacity {
 		c.expireLocked(now)
 		c.expireEarliestLocked(now)
@@ -654,6 +667,7 @@ func (c *tokenCache) setCapacity(capacity int, now int64) {
 func (c *tokenCache) sweep(now int64) {
 	c.mu.Lock()
 	c.expireLocked(now)
+	c.rules.sweepLocked(now)
 	c.mu.Unlock()
 }
 

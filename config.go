@@ -42,6 +42,13 @@ type settings struct {
 	maxTTL time.Duration
 	// rates: client id -> revocations allowed per minute (absent: no limit).
 	rates map[string]int
+	// issuers are validated and their keys fetched by the domain (logout.go); kept
+	// here as configured.
+	issuers []IssuerConfig
+	// maxTokenLifetime: how long a session or subject rule outlives its cutoff.
+	maxTokenLifetime time.Duration
+	// logoutPath is the back-channel logout receiver ("" when off).
+	logoutPath string
 }
 
 // Defaults of the optional settings.
@@ -49,6 +56,7 @@ const (
 	defaultMaxBodyCheck  = 64 << 10
 	defaultMaxTTL        = "2160h" // 90 days
 	defaultRatePerMinute = 600
+	defaultMaxTokenLife  = "24h"
 )
 
 // natsSettings is a validated NATSConfig.
@@ -189,6 +197,9 @@ func parseConfig(c *Config) (*settings, error) {
 		}
 		s.nats = n
 	}
+	if err := parseLogoutConfig(c, s); err != nil {
+		return nil, err
+	}
 	if s.nats != nil {
 		s.nats.defaultTTL = s.defaultTTL
 		s.nats.maxTTL = s.maxTTL
@@ -197,6 +208,37 @@ func parseConfig(c *Config) (*settings, error) {
 		return nil, errors.New("tokenrevoke: failClosed: needs nats.stream (it waits for the JetStream replay)")
 	}
 	return s, nil
+}
+
+// parseLogoutConfig reads issuers, maxTokenLifetime and backchannelLogoutPath. The
+// issuers' entries are checked in full when the domain builds them (newLogoutIssuers).
+func parseLogoutConfig(c *Config, s *settings) error {
+	life, err := parseDuration("maxTokenLifetime", c.MaxTokenLifetime, defaultMaxTokenLife)
+	if err != nil {
+		return err
+	}
+	if life == 0 {
+		return errors.New("tokenrevoke: maxTokenLifetime: must be positive")
+	}
+	if life > s.maxTTL {
+		return fmt.Errorf("tokenrevoke: maxTokenLifetime: %s is longer than maxTTL %s (rules would be dropped before the tokens they deny expire)", life, s.maxTTL)
+	}
+	s.maxTokenLifetime = life
+	s.issuers = c.Issuers
+	s.logoutPath = strings.TrimSpace(c.BackchannelLogoutPath)
+	if s.logoutPath == "" {
+		return nil
+	}
+	if !strings.HasPrefix(s.logoutPath, "/") {
+		return fmt.Errorf("tokenrevoke: backchannelLogoutPath: %q must start with /", s.logoutPath)
+	}
+	if s.logoutPath == s.revokePath || s.logoutPath == s.statusPath || s.logoutPath == s.metricsPath {
+		return errors.New("tokenrevoke: backchannelLogoutPath: must differ from revokePath, statusPath and metricsPath")
+	}
+	if len(c.Issuers) == 0 {
+		return errors.New("tokenrevoke: backchannelLogoutPath: needs issuers (whose logout tokens it accepts)")
+	}
+	return nil
 }
 
 // parseDuration reads a Go duration ("24h", "90m") or a whole number of seconds.

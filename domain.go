@@ -16,6 +16,10 @@ type domain struct {
 	link    link         // nil without NATS
 	limiter *rateLimiter // per-client revocation rates
 	metrics *metrics     // counters for metricsPath (metrics.go)
+
+	mu         sync.Mutex
+	issuerSets map[string]*logoutIssuers // by issuerSetKey (backchannel.go)
+	jti        *jtiGuard                 // logout tokens' jti already accepted
 }
 
 // link shares revocations with other gateways (implemented over NATS).
@@ -31,7 +35,8 @@ type link interface {
 // revocation is one revoked token as shared between gateways.
 type revocation struct {
 	sum       [32]byte
-	kind      string // kindToken, kindJWS or kindJWE
+	kind      string // kindToken, kindJWS, kindJWE, or kindSID / kindSub for a rule
+	cutoff    int64  // rules: tokens issued at or before it are revoked
 	hint      string
 	exp       int64 // unix seconds
 	revokedAt time.Time
@@ -92,7 +97,8 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 
 // newDomain returns a domain with an empty store and no NATS link.
 func newDomain(cacheSize int, log *logger) *domain {
-	return &domain{cache: newTokenCache(cacheSize, log), log: log, limiter: newRateLimiter(), metrics: newMetrics()}
+	return &domain{cache: newTokenCache(cacheSize, log), log: log, limiter: newRateLimiter(), metrics: newMetrics(),
+		issuerSets: make(map[string]*logoutIssuers), jti: newJTIGuard(logoutReplayMax)}
 }
 
 // janitor sweeps expired entries for the life of the process (domains are never

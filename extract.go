@@ -119,7 +119,7 @@ func (m *Middleware) checkOne(tok string, now int64, in *inspection) {
 		in.refuse(http.StatusBadRequest, "The bearer token is longer than the gateway accepts")
 		return
 	}
-	if m.revoked(tok, now) {
+	if m.revoked(tok, now) || m.ruleRevoked(tok, now) {
 		in.verdict = revokedRequest
 	}
 }
@@ -140,9 +140,10 @@ func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *insp
 		if m.cache.isPassing(full) {
 			return // read, valid and not revoked (its revocation would have forgotten it)
 		}
+		gen := m.cache.ruleGeneration()
 		m.checkToken(tok, now, in)
 		if in.verdict == passRequest {
-			m.rememberValid(tok, full)
+			m.rememberValid(tok, full, gen)
 		}
 		return
 	}
@@ -186,7 +187,10 @@ func canonicalBearer(v string) (string, bool) {
 // tokenCache.passing; full is its SHA-256), when one key decides it: an opaque token without dots, or one
 // that does not start like a JWT, by its exact string; a JWS by its signing input.
 // Others (a JWE, an 'e' token with other dots) always take the slow path.
-func (m *Middleware) rememberValid(tok string, full [32]byte) {
+//
+// gen is the rule generation read before the token was checked: if a rule arrived since,
+// the check may be stale and the token is not remembered (the next request checks again).
+func (m *Middleware) rememberValid(tok string, full [32]byte, gen uint64) {
 	if len(tok) > maxTokenLength {
 		return
 	}
@@ -194,7 +198,7 @@ func (m *Middleware) rememberValid(tok string, full [32]byte) {
 	if kind == kindJWE || kind == kindToken && tok[0] == 'e' && strings.IndexByte(tok, '.') >= 0 {
 		return
 	}
-	m.cache.rememberPassing(full, key, kind == kindJWS)
+	m.cache.rememberPassing(full, key, kind == kindJWS, gen)
 }
 
 func isSchemeChar(c byte) bool {

@@ -166,14 +166,8 @@ func validateLogoutToken(raw string, issuers *logoutIssuers, now time.Time) (log
 	if _, ok := jwsAlgorithm(h.Alg); !ok {
 		return out, errors.New("the logout token's alg is not allowed (asymmetric signatures only)")
 	}
-	ks := li.keys.current(now)
-	err = tok.verify(ks)
-	if errors.Is(err, errJWSUnknownKid) || (ks == nil && errors.Is(err, errJWSNoKey)) {
-		ks, _ = li.keys.refetch(now)
-		err = tok.verify(ks)
-	}
-	if err != nil {
-		if ks == nil {
+	if err, noKeys := li.verify(tok, now); err != nil {
+		if noKeys {
 			return out, errLogoutNoKeys
 		}
 		return out, errors.New("the logout token's signature is not valid: " + err.Error())
@@ -249,6 +243,19 @@ func validateLogoutToken(raw string, issuers *logoutIssuers, now time.Time) (log
 	return out, nil
 }
 
+// verify checks tok's signature with the issuer's keys, fetching them again (at most
+// once per jwksMinRefetch) when the token names an unknown kid or no key is held yet.
+// noKeys reports a failure because no keys could be obtained at all.
+func (li *logoutIssuer) verify(tok *jwsToken, now time.Time) (err error, noKeys bool) {
+	ks := li.keys.current(now)
+	err = tok.verify(ks)
+	if errors.Is(err, errJWSUnknownKid) || (ks == nil && errors.Is(err, errJWSNoKey)) {
+		ks, _ = li.keys.refetch(now)
+		err = tok.verify(ks)
+	}
+	return err, err != nil && ks == nil
+}
+
 func logoutAudienceHas(c *jwsClaims, aud string) bool {
 	if !c.HasAud {
 		return false
@@ -305,6 +312,15 @@ func (g *jtiGuard) remember(iss, jti string, until, now int64) bool {
 	g.ring[(g.head+g.n)%g.max] = jtiEntry{key: key, until: until}
 	g.n++
 	return true
+}
+
+// forget drops (iss, jti), so that the provider's retry of a logout that could not be
+// completed is accepted.
+func (g *jtiGuard) forget(iss, jti string) {
+	key := sha256.Sum256([]byte(iss + "\x00" + jti))
+	g.mu.Lock()
+	delete(g.until, key)
+	g.mu.Unlock()
 }
 
 func (g *jtiGuard) popLocked() {

@@ -43,7 +43,9 @@ const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
 type metrics struct {
 	// Revocations by source ("nats" is the link's received count, see writeMetrics).
 	revokedEndpoint int64 // revoke endpoint answers 200 (a revocation was accepted)
-	revokedLogout   int64 // tokens revoked by back-channel logout
+	revokedLogout   int64 // back-channel logouts accepted (each a session or subject rule)
+	logoutRefused   int64 // back-channel logout tokens refused (400)
+	forgedRefused   int64 // revocations of a configured issuer's JWT whose signature failed
 
 	// Requests rejected, by reason.
 	rejectedRevoked     int64 // 401: a revoked bearer token
@@ -155,7 +157,7 @@ func (d *domain) metricsText() []byte {
 	w.intSample("tokenrevoke_info", `mode="`+mode+`"`, 1)
 
 	w.family("tokenrevoke_revocations_total", "counter",
-		"Revocations applied, by source: endpoint (revoke requests answered 200), nats (valid revocations received over NATS, in JetStream mode including the replay and this gateway's own), logout (back-channel logout).")
+		"Revocations applied, by source: endpoint (revoke requests answered 200), nats (valid revocations received over NATS, in JetStream mode including the replay and this gateway's own), logout (back-channel logouts accepted at this gateway; rules received over NATS count as nats).")
 	w.intSample("tokenrevoke_revocations_total", `source="endpoint"`, atomic.LoadInt64(&m.revokedEndpoint))
 	w.intSample("tokenrevoke_revocations_total", `source="nats"`, st.Received)
 	w.intSample("tokenrevoke_revocations_total", `source="logout"`, atomic.LoadInt64(&m.revokedLogout))
@@ -180,6 +182,16 @@ func (d *domain) metricsText() []byte {
 	w.intSample("tokenrevoke_cache_evictions_total", "", evictions)
 	w.family("tokenrevoke_cache_expired_total", "counter", "Cache entries dropped because their token expired.")
 	w.intSample("tokenrevoke_cache_expired_total", "", expired)
+
+	rules, ruleEvictions := d.cache.ruleStats()
+	w.family("tokenrevoke_rules", "gauge", "Session and subject rules held (back-channel logout; expired ones not yet swept included).")
+	w.intSample("tokenrevoke_rules", "", int64(rules))
+	w.family("tokenrevoke_rule_evictions_total", "counter", "Unexpired session and subject rules dropped because as many rules as cacheSize were held.")
+	w.intSample("tokenrevoke_rule_evictions_total", "", ruleEvictions)
+	w.family("tokenrevoke_logout_refused_total", "counter", "Back-channel logout tokens refused (400: invalid, replayed, or the issuer's keys unavailable).")
+	w.intSample("tokenrevoke_logout_refused_total", "", atomic.LoadInt64(&m.logoutRefused))
+	w.family("tokenrevoke_revocations_unverified_total", "counter", "Revocations of a configured issuer's JWT not stored because its signature did not verify (answered 200, RFC 7009).")
+	w.intSample("tokenrevoke_revocations_unverified_total", "", atomic.LoadInt64(&m.forgedRefused))
 
 	w.family("tokenrevoke_synced", "gauge", "1 when the revocation state is complete (no stream, or the stream replay has caught up), else 0.")
 	w.intSample("tokenrevoke_synced", "", boolInt(d.isSynced()))

@@ -156,12 +156,17 @@ func (l *natsLink) publish(r revocation) error {
 // client's reader goroutine: anything unexpected is dropped with a (rate-limited)
 // warning.
 func (l *natsLink) onMsg(m *natsclient.Msg) {
-	sum, exp, origin, v1, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
+	sum, exp, origin, v1, rule, cutoff, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
 	if reason != "" {
 		l.drops.drop(l.log, m.Subject, reason)
 		return
 	}
 	atomic.AddInt64(&l.received, 1)
+	if rule != 0 {
+		now := time.Now().Unix()
+		l.cache.addRule(rule, sum, cutoff, capExpiry(exp, now, l.n.maxTTL), now)
+		return
+	}
 	if v1 && !l.sawV1 {
 		l.sawV1 = true
 		l.cache.setLegacy()

@@ -53,6 +53,15 @@ type Config struct {
 	// MaxTTL caps how long any revocation is held (a Go duration), whatever expiry a
 	// token or a NATS message claims.
 	MaxTTL string `json:"maxTTL,omitempty"`
+	// Issuers are the OpenID Providers whose back-channel logout tokens are accepted and
+	// whose JWTs the revoke endpoint verifies before storing them.
+	Issuers []IssuerConfig `json:"issuers,omitempty"`
+	// MaxTokenLifetime is the longest lifetime of any token the issuers mint (a Go
+	// duration): a session or subject rule is kept that long after its cutoff.
+	MaxTokenLifetime string `json:"maxTokenLifetime,omitempty"`
+	// BackchannelLogoutPath, when set, receives OpenID Connect back-channel logout
+	// tokens (POST, form parameter logout_token).
+	BackchannelLogoutPath string `json:"backchannelLogoutPath,omitempty"`
 }
 
 // ClientConfig is a client allowed to revoke tokens.
@@ -120,7 +129,9 @@ type Middleware struct {
 	settings    *settings
 	log         *logger
 	domain      *domain
-	metrics     *metrics // the domain's (metrics.go): counters on the slow path
+	metrics     *metrics       // the domain's (metrics.go): counters on the slow path
+	logoutPath  string         // back-channel logout receiver ("" when off)
+	issuers     *logoutIssuers // nil without issuers
 }
 
 // New builds the middleware. Traefik calls it for every router that uses the middleware
@@ -138,6 +149,11 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		return nil, err
 	}
 	m := newMiddleware(next, name, s, d, log)
+	if len(s.issuers) > 0 {
+		if m.issuers, err = d.logoutIssuers(s, log); err != nil {
+			return nil, err
+		}
+	}
 	if s.failClosed {
 		return &failClosedMiddleware{m: m}, nil
 	}
@@ -178,7 +194,11 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 	if s.metricsPath != "" {
 		endpoints[s.metricsPath] = true
 	}
+	if s.logoutPath != "" {
+		endpoints[s.logoutPath] = true
+	}
 	return &Middleware{
+		logoutPath:  s.logoutPath,
 		endpoints:   endpoints,
 		next:        next,
 		revokePath:  s.revokePath,
@@ -276,6 +296,11 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 	case m.metricsPath:
 		if m.metricsPath != "" {
 			m.serveMetrics(rw, req)
+			return
+		}
+	case m.logoutPath:
+		if m.logoutPath != "" {
+			m.serveBackchannelLogout(rw, req)
 			return
 		}
 	}

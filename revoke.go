@@ -65,7 +65,14 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	// wherever it is presented (400), so it is as good as revoked.
 	if len(token) <= maxTokenLength {
 		key, kind := tokenKey(token)
-		exp := revocationExpiry(token, now, m.settings)
+		exp, store := m.revocationExpiry(token, kind, now)
+		if !store {
+			// RFC 7009 §2.2: an invalid token gets 200 too; nothing is stored.
+			atomic.AddInt64(&m.metrics.forgedRefused, 1)
+			m.log.warnf("revocation of token %s not stored: it names a configured issuer but its signature does not verify", shortHash(key))
+			okNoStore(rw)
+			return
+		}
 		r := revocation{sum: key, kind: kind, hint: hint, exp: exp, revokedAt: now, client: client}
 		if err := m.domain.revoke(r); err != nil {
 			m.log.errorf("revocation of token %s kept locally but not confirmed by NATS: %v", shortHash(key), err)
@@ -75,11 +82,66 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 		}
 	}
 	atomic.AddInt64(&m.metrics.revokedEndpoint, 1)
+	okNoStore(rw)
+}
+
+// okNoStore answers 200 with an empty body that no cache may keep.
+func okNoStore(rw http.ResponseWriter) {
 	h := rw.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	h.Set("Content-Length", "0")
 	rw.WriteHeader(http.StatusOK)
+}
+
+// revocationExpiry is when the revocation of token stops mattering, and whether it is
+// stored at all. Without issuers, or for a token that is not a JWS of a configured
+// issuer, it is revocationExpiry (the exp read unverified, capped at maxTTL). A JWS whose
+// iss is a configured issuer is verified with that issuer's keys first (verified
+// revocations): a valid one is held until its exp (plus clockSkew), a forged one (any
+// other signature, alg none or HMAC included) is not stored, and while the issuer's keys
+// cannot be obtained at all the revocation is stored unverified, held for
+// maxTokenLifetime from now (no token of the issuer can live longer), so that an outage
+// of the provider never loses a revocation.
+func (m *Middleware) revocationExpiry(token, kind string, now time.Time) (int64, bool) {
+	if m.issuers == nil || kind != kindJWS {
+		return revocationExpiry(token, now, m.settings), true
+	}
+	tok, err := parseJWS(token)
+	if err != nil {
+		// A signature spelled leniently (padding, unused low bits) verifies once spelled
+		// canonically; the key (the signing input) is the same.
+		if i := strings.LastIndexByte(token, '.'); i > 0 {
+			if sig, e := base64.RawURLEncoding.DecodeString(strings.TrimRight(token[i+1:], "=")); e == nil {
+				tok, err = parseJWS(token[:i+1] + base64.RawURLEncoding.EncodeToString(sig))
+			}
+		}
+	}
+	if err != nil {
+		// Not a verifiable JWS. If it names a configured issuer, that issuer never
+		// minted it: a forgery (alg none with no signature, say), not stored.
+		if cl, ok := readClaims(token); ok && m.issuers.byIss[cl.Iss] != nil {
+			return 0, false
+		}
+		return revocationExpiry(token, now, m.settings), true
+	}
+	if !tok.Claims.HasIss {
+		return revocationExpiry(token, now, m.settings), true
+	}
+	li := m.issuers.byIss[tok.Claims.Iss]
+	if li == nil {
+		return revocationExpiry(token, now, m.settings), true
+	}
+	s := m.settings
+	skew := int64(s.clockSkew / time.Second)
+	err, noKeys := li.verify(tok, now)
+	switch {
+	case err == nil && tok.Claims.HasExp:
+		return capExpiry(tok.Claims.Exp+skew, now.Unix(), s.maxTTL), true
+	case err == nil || noKeys:
+		return capExpiry(now.Add(s.maxTokenLifetime).Unix()+skew, now.Unix(), s.maxTTL), true
+	}
+	return 0, false
 }
 
 // readForm reads an application/x-www-form-urlencoded body of at most limit bytes.

@@ -28,6 +28,10 @@ import (
 //     little-endian uint32 count, count 32-byte SHA-256 keys, count int64 expiries) and
 //     then a manifest on <subject>-snapshots.manifest (JSON, one message per subject, so
 //     the newest manifest is the current snapshot).
+//   - Session and subject rules (rules.go) follow the token chunks as chunks of their
+//     own ("TRR1", see encodeRuleChunk), listed in the manifest's ruleChunks. A manifest
+//     without withRules (an older gateway, or the tokenrevoke command) is used only if
+//     the stream holds no rule message up to its sequence.
 //   - The manifest names the revocation stream and its creation time (a snapshot of a
 //     deleted and recreated stream is ignored) and the sequence up to which every
 //     revocation is included: the loader starts its ordered consumer right after it.
@@ -68,7 +72,13 @@ type snapshotManifest struct {
 	Seq           uint64    `json:"seq"`    // every revocation stored up to this sequence is included
 	Slots         int       `json:"slots"`  // entries in all chunks (expired ones included)
 	Chunks        []uint64  `json:"chunks"` // stream sequences of the chunk messages, in order
-	Writer        string    `json:"writer"`
+	// WithRules is set by writers that include session and subject rules: RuleChunks
+	// (possibly none) hold RuleSlots rules. A manifest without it (an older writer, or
+	// the tokenrevoke command) is used only if the stream holds no rule up to Seq.
+	WithRules  bool     `json:"withRules,omitempty"`
+	RuleSlots  int      `json:"ruleSlots,omitempty"`
+	RuleChunks []uint64 `json:"ruleChunks,omitempty"`
+	Writer     string   `json:"writer"`
 	WrittenAt     time.Time `json:"writtenAt"`
 }
 
@@ -214,6 +224,10 @@ func (s *snapshotter) load(info *natsclient.StreamInfo) uint64 {
 		s.fail("nats: snapshot " + man.ID + " holds " + strconv.Itoa(total) + " entries, its manifest says " + strconv.Itoa(man.Slots) + "; replaying the whole stream")
 		return 0
 	}
+	if problem := s.loadRules(&man); problem != "" {
+		s.fail("nats: snapshot " + man.ID + " " + problem + "; replaying the whole stream")
+		return 0
+	}
 	entries := s.cache.len()
 	s.mu.Lock()
 	s.st.LoadedSeq = man.Seq
@@ -269,6 +283,101 @@ func (s *snapshotter) fetchChunks(man *snapshotManifest, chunks []snapshotChunk,
 	}
 }
 
+// ruleChunkSlots bounds a rule chunk (49 bytes a rule: about 480 KiB).
+const ruleChunkSlots = 10000
+
+// ruleSnapshotMagic starts a chunk of session and subject rules.
+const ruleSnapshotMagic = "TRR1"
+
+// loadRules adds the manifest's rules to the cache, or, for a manifest written without
+// rules, makes sure the stream holds none that the snapshot should have carried. It
+// returns a problem ("" when fine).
+func (s *snapshotter) loadRules(man *snapshotManifest) string {
+	n := s.n
+	if !man.WithRules {
+		for _, kind := range []string{kindSID, kindSub} {
+			m, err := s.conn.GetMsg(n.stream, natsclient.GetMsgRequest{Seq: 1, NextBySubject: n.subject + "." + kind + ".*"}, publishTimeout)
+			if err == natsclient.ErrMsgNotFound {
+				continue
+			}
+			if err != nil {
+				return "cannot be checked for rules (" + err.Error() + ")"
+			}
+			if m.Seq <= man.Seq {
+				return "was written without session and subject rules, and the stream holds some"
+			}
+		}
+		return ""
+	}
+	now := time.Now().Unix()
+	limit := now + int64(n.maxTTL/time.Second)
+	total := 0
+	for i, seq := range man.RuleChunks {
+		cm, err := s.conn.GetMsg(n.snapshotStream(), natsclient.GetMsgRequest{Seq: seq}, publishTimeout)
+		if err != nil {
+			return "rule chunk " + strconv.Itoa(i) + " unreadable (" + err.Error() + ")"
+		}
+		if cm.Subject != n.chunkSubject(man.ID, len(man.Chunks)+i) {
+			return "rule chunk " + strconv.Itoa(i) + " has subject " + strconv.Quote(cm.Subject)
+		}
+		keys, kinds, cutoffs, exps, ok := decodeRuleChunk(cm.Data)
+		if !ok {
+			return "rule chunk " + strconv.Itoa(i) + " is malformed"
+		}
+		for j := range keys {
+			exp := exps[j]
+			if exp > limit {
+				exp = limit
+			}
+			if cutoffs[j] > 0 && cutoffs[j] <= exps[j] && (kinds[j] == ruleSID || kinds[j] == ruleSub) {
+				s.cache.addRule(kinds[j], keys[j], cutoffs[j], exp, now)
+			}
+		}
+		total += len(keys)
+	}
+	if total != man.RuleSlots {
+		return "holds " + strconv.Itoa(total) + " rules, its manifest says " + strconv.Itoa(man.RuleSlots)
+	}
+	return ""
+}
+
+// encodeRuleChunk lays out rules: "TRR1", count uint32, count keys [32]byte, count
+// kinds uint8 (ruleSID, ruleSub), count cutoffs int64, count expiries int64; little-endian.
+func encodeRuleChunk(keys [][32]byte, kinds []uint8, cutoffs, exps []int64) []byte {
+	var b bytes.Buffer
+	b.Grow(snapshotHeaderLen + len(keys)*49)
+	b.WriteString(ruleSnapshotMagic)
+	var count [4]byte
+	binary.LittleEndian.PutUint32(count[:], uint32(len(keys)))
+	b.Write(count[:])
+	_ = binary.Write(&b, binary.LittleEndian, keys)
+	b.Write(kinds)
+	_ = binary.Write(&b, binary.LittleEndian, cutoffs)
+	_ = binary.Write(&b, binary.LittleEndian, exps)
+	return b.Bytes()
+}
+
+// decodeRuleChunk reverses encodeRuleChunk, refusing a chunk of the wrong shape.
+func decodeRuleChunk(data []byte) ([][32]byte, []uint8, []int64, []int64, bool) {
+	if len(data) < snapshotHeaderLen || string(data[:4]) != ruleSnapshotMagic {
+		return nil, nil, nil, nil, false
+	}
+	n := int(binary.LittleEndian.Uint32(data[4:8]))
+	if n > ruleChunkSlots || len(data) != snapshotHeaderLen+n*49 {
+		return nil, nil, nil, nil, false
+	}
+	r := bytes.NewReader(data[snapshotHeaderLen:])
+	keys := make([][32]byte, n)
+	kinds := make([]uint8, n)
+	cutoffs := make([]int64, n)
+	exps := make([]int64, n)
+	if binary.Read(r, binary.LittleEndian, keys) != nil || binary.Read(r, binary.LittleEndian, kinds) != nil ||
+		binary.Read(r, binary.LittleEndian, cutoffs) != nil || binary.Read(r, binary.LittleEndian, exps) != nil {
+		return nil, nil, nil, nil, false
+	}
+	return keys, kinds, cutoffs, exps, true
+}
+
 // manifestProblem says why a manifest cannot be used for this stream, or "".
 func manifestProblem(man *snapshotManifest, n *natsSettings, info *natsclient.StreamInfo) string {
 	if man.V != 1 {
@@ -283,7 +392,7 @@ func manifestProblem(man *snapshotManifest, n *natsSettings, info *natsclient.St
 	if man.Seq == 0 || man.Seq > info.State.LastSeq {
 		return "its sequence " + strconv.FormatUint(man.Seq, 10) + " is beyond the stream's last " + strconv.FormatUint(info.State.LastSeq, 10)
 	}
-	if len(man.ID) != 16 || len(man.Chunks) == 0 || man.Slots < 0 || man.Slots > len(man.Chunks)*snapshotChunkSlots {
+	if len(man.ID) != 16 || len(man.Chunks)+len(man.RuleChunks) == 0 || man.Slots < 0 || man.Slots > len(man.Chunks)*snapshotChunkSlots {
 		return "malformed manifest"
 	}
 	return ""
@@ -385,6 +494,9 @@ func (s *snapshotter) due(applied uint64, created time.Time) bool {
 	if _, evictions, _ := s.cache.stats(); evictions > 0 {
 		return false
 	}
+	if _, ruleEvictions := s.cache.ruleStats(); ruleEvictions > 0 {
+		return false
+	}
 	m, err := s.conn.GetMsg(s.n.snapshotStream(), natsclient.GetMsgRequest{LastBySubject: s.n.manifestSubject()}, publishTimeout)
 	if err != nil {
 		return err == natsclient.ErrMsgNotFound
@@ -427,7 +539,25 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 		chunks = append(chunks, ack.Seq)
 		slots += len(keys)
 	}
-	if len(chunks) == 0 {
+	// Rules follow the token chunks, numbered after them.
+	rkeys, rkinds, rcutoffs, rexps := s.cache.copyRules(time.Now().Unix())
+	var ruleChunks []uint64
+	for from := 0; from < len(rkeys); from += ruleChunkSlots {
+		to := from + ruleChunkSlots
+		if to > len(rkeys) {
+			to = len(rkeys)
+		}
+		hdr := natsclient.Header{}
+		hdr.Set(natsclient.HeaderMsgTTL, chunkTTL)
+		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)+len(ruleChunks)), hdr,
+			encodeRuleChunk(rkeys[from:to], rkinds[from:to], rcutoffs[from:to], rexps[from:to]), publishTimeout)
+		if err != nil {
+			s.fail("nats: writing a snapshot failed (" + err.Error() + ")")
+			return
+		}
+		ruleChunks = append(ruleChunks, ack.Seq)
+	}
+	if len(chunks) == 0 && len(ruleChunks) == 0 {
 		return
 	}
 	if _, evictions, _ := s.cache.stats(); evictions != evictionsBefore {
@@ -438,7 +568,8 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 	}
 	body, _ := json.Marshal(snapshotManifest{
 		V: 1, ID: id, Stream: n.stream, StreamCreated: created, Seq: seq, Slots: slots,
-		Chunks: chunks, Writer: n.name, WrittenAt: time.Now().UTC(),
+		Chunks: chunks, WithRules: true, RuleSlots: len(rkeys), RuleChunks: ruleChunks,
+		Writer: n.name, WrittenAt: time.Now().UTC(),
 	})
 	hdr := natsclient.Header{}
 	hdr.Set(natsclient.HeaderMsgTTL, natsclient.FormatTTL(n.defaultTTL))
@@ -453,15 +584,16 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 	s.st.WrittenEntries = entries
 	s.st.LastError = ""
 	s.mu.Unlock()
-	s.log.infof("nats: wrote snapshot %s of stream %s (sequence %d, %d revocations, %d chunks) in %s",
-		id, n.stream, seq, entries, len(chunks), time.Since(start).Round(time.Millisecond))
+	s.log.infof("nats: wrote snapshot %s of stream %s (sequence %d, %d revocations, %d rules, %d chunks) in %s",
+		id, n.stream, seq, entries, len(rkeys), len(chunks)+len(ruleChunks), time.Since(start).Round(time.Millisecond))
 	// Remove the chunks of every older snapshot (the one replaced, and any left by a
 	// gateway that wrote at the same time and lost): all chunk messages stored before
 	// this snapshot's first chunk. (A purge below sequence 1 would mean no limit at all.)
-	if chunks[0] <= 1 {
+	first := append(chunks, ruleChunks...)[0]
+	if first <= 1 {
 		return
 	}
-	if _, err := s.conn.PurgeStream(n.snapshotStream(), natsclient.PurgeRequest{Filter: n.snapshotPrefix() + ".*.*", Seq: chunks[0]}, publishTimeout); err != nil {
+	if _, err := s.conn.PurgeStream(n.snapshotStream(), natsclient.PurgeRequest{Filter: n.snapshotPrefix() + ".*.*", Seq: first}, publishTimeout); err != nil {
 		s.log.infof("nats: could not purge replaced snapshots (%v); they expire by themselves", err)
 	}
 }

@@ -16,7 +16,14 @@ type statusDoc struct {
 	// Origins counts the entries held per origin: the client that revoked them, or "@"
 	// and the name of the publisher of a NATS message without a client.
 	Origins map[string]int `json:"origins"`
-	NATS    *linkStatus    `json:"nats,omitempty"`
+	// Rules counts the session and subject rules held (back-channel logout), by digest
+	// only; RuleEvictions the live ones dropped because the rule set was full.
+	Rules         int   `json:"rules"`
+	RuleEvictions int64 `json:"ruleEvictions"`
+	// Issuers lists each configured issuer's keys (kid, kty, alg; no key material) and
+	// when they were fetched.
+	Issuers []jwksStatus `json:"issuers,omitempty"`
+	NATS    *linkStatus  `json:"nats,omitempty"`
 }
 
 // serveStatus answers GET statusPath for authenticated clients (same credentials as the
@@ -53,6 +60,10 @@ func (m *Middleware) serveStatus(rw http.ResponseWriter, req *http.Request) {
 		Expired:   expired,
 		Synced:    m.domain.isSynced(),
 		Origins:   m.cache.originCounts(),
+	}
+	doc.Rules, doc.RuleEvictions = m.cache.ruleStats()
+	if m.issuers != nil {
+		doc.Issuers = m.issuers.status()
 	}
 	if m.domain.link != nil {
 		st := m.domain.link.status()

@@ -281,9 +281,18 @@ func (f *streamFollower) publish(subject string, body []byte, exp int64) error {
 // onStreamMsg runs on the consumer's delivery goroutine, in stream order. m is only
 // valid during the call; nothing of it is kept but copies.
 func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
-	sum, exp, origin, v1, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
+	sum, exp, origin, v1, rule, cutoff, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
 	if reason != "" {
 		f.drops.drop(f.log, m.Subject, reason)
+	} else if rule != 0 {
+		// Rules are few: applied at once (order does not matter: the later cutoff wins).
+		atomic.AddInt64(&f.received, 1)
+		now := time.Now().Unix()
+		f.cache.addRule(rule, sum, cutoff, capExpiry(exp, now, f.n.maxTTL), now)
+		f.batchSeq = m.StreamSeq
+		if len(f.keys) == 0 {
+			atomic.StoreUint64(&f.applied, m.StreamSeq)
+		}
 	} else {
 		atomic.AddInt64(&f.received, 1)
 		f.keys = append(f.keys, sum)

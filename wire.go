@@ -18,18 +18,22 @@ import (
 //
 // kind says what the key is the SHA-256 of: "token" (the exact token), "jws" (a JWS's
 // signing input) or "jwe" (a JWE's canonical spelling); see tokenKey. Kinds "sid" and
-// "sub" (subjects <subject>.sid.<hex> and <subject>.sub.<hex>, with a "cutoff") are
-// session and subject rules, which this version receives but does not enforce yet.
+// "sub" are session and subject rules (rules.go): the key is the SHA-256 of
+// iss + "\x00" + sid (or sub), the subject <subject>.sid.<key hex> (or .sub.), and the
+// body carries "cutoff": tokens of that session or subject issued at or before it are
+// revoked, until exp (cutoff + the issuer's longest token lifetime).
 // Version 1, still accepted, is {"v":1,"sha256":"<hex>","exp":...,"origin":...}: kind
 // token, key sha256.
 //
-// The raw token never leaves the gateway: only a digest is sent. This file holds the
-// format only: encoding, decoding and validation, and the count of messages dropped as
-// malformed. natsLink (nats.go) and streamFollower (stream.go) send and receive it.
+// The raw token never leaves the gateway, nor does a sid or sub: only digests are sent.
+// This file holds the format only: encoding, decoding and validation, and the count of
+// messages dropped as malformed. natsLink (nats.go) and streamFollower (stream.go) send
+// and receive it.
 type wireRevocation struct {
 	V         int    `json:"v"`
 	Kind      string `json:"kind"`
 	Key       string `json:"key"`
+	Cutoff    int64  `json:"cutoff,omitempty"`
 	Exp       int64  `json:"exp"`
 	Hint      string `json:"hint,omitempty"`
 	RevokedAt string `json:"revokedAt"`
@@ -49,12 +53,16 @@ func encodeRevocation(r revocation, n *natsSettings) ([]byte, string) {
 		V:         2,
 		Kind:      kind,
 		Key:       key,
+		Cutoff:    r.cutoff,
 		Exp:       r.exp,
 		Hint:      r.hint,
 		RevokedAt: r.revokedAt.UTC().Format(time.RFC3339),
 		Origin:    n.name,
 		Client:    r.client,
 	})
+	if kind == kindSID || kind == kindSub {
+		return body, n.subject + "." + kind + "." + key
+	}
 	return body, n.subject + "." + key
 }
 
@@ -65,25 +73,25 @@ type wireIn struct {
 	Sha256 string `json:"sha256"`
 	Kind   string `json:"kind"`
 	Key    string `json:"key"`
+	Cutoff int64  `json:"cutoff"`
 	Exp    int64  `json:"exp"`
 	Origin string `json:"origin"`
 	Client string `json:"client"`
 }
 
-// Reasons decodeRevocation gives for a message it does not apply.
-const reasonRule = "session and subject rules are not enforced by this gateway version"
-
 // decodeRevocation validates a wire message; reason is non-empty when it is unusable.
 // origin is the entry's origin in the cache: the client that revoked it, or "@" and
-// the publisher's name. v1 reports a version-1 message (keyed by the exact token).
+// the publisher's name. v1 reports a version-1 message (keyed by the exact token). rule
+// is ruleSID or ruleSub for a session or subject rule (with its cutoff), 0 otherwise.
 // It runs once per message of a replay (a million times for a large stream), so it
 // sticks to a few compiled calls.
-func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte, exp int64, origin string, v1 bool, reason string) {
+func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte, exp int64, origin string, v1 bool, rule uint8, cutoff int64, reason string) {
 	var w wireIn
 	if json.Unmarshal(data, &w) != nil {
-		return sum, 0, "", false, "body is not a JSON object of the expected shape"
+		return sum, 0, "", false, 0, 0, "body is not a JSON object of the expected shape"
 	}
 	key := w.Key
+	keyAt := len(prefix) + 1 // where the key starts in the subject
 	switch w.V {
 	case 1:
 		key = w.Sha256
@@ -91,31 +99,42 @@ func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte,
 	case 2:
 		switch w.Kind {
 		case kindToken, kindJWS, kindJWE:
-		case "sid", "sub":
-			return sum, 0, "", false, reasonRule
+		case kindSID, kindSub:
+			rule = ruleSID
+			if w.Kind == kindSub {
+				rule = ruleSub
+			}
+			keyAt += 4
+			if len(subject) < keyAt || subject[len(prefix)+1:keyAt] != w.Kind+"." {
+				return sum, 0, "", false, 0, 0, "subject does not match the message's kind"
+			}
+			if w.Cutoff <= 0 || w.Cutoff > w.Exp {
+				return sum, 0, "", false, 0, 0, "cutoff is missing or later than exp"
+			}
+			cutoff = w.Cutoff
 		default:
-			return sum, 0, "", false, "unknown kind"
+			return sum, 0, "", false, 0, 0, "unknown kind"
 		}
 	default:
-		return sum, 0, "", false, "unsupported version"
+		return sum, 0, "", false, 0, 0, "unsupported version"
 	}
 	if len(key) != 64 {
-		return sum, 0, "", false, "key is not 64 hex characters"
+		return sum, 0, "", false, 0, 0, "key is not 64 hex characters"
 	}
 	if _, err := hex.Decode(sum[:], []byte(key)); err != nil {
-		return sum, 0, "", false, "key is not 64 hex characters"
+		return sum, 0, "", false, 0, 0, "key is not 64 hex characters"
 	}
-	if len(subject) != len(prefix)+65 || subject[len(prefix)+1:] != key && !strings.EqualFold(subject[len(prefix)+1:], key) {
-		return sum, 0, "", false, "subject does not end with the message's key"
+	if len(subject) != keyAt+64 || subject[keyAt:] != key && !strings.EqualFold(subject[keyAt:], key) {
+		return sum, 0, "", false, 0, 0, "subject does not end with the message's key"
 	}
 	if w.Exp <= 0 || w.Exp > maxExpiry {
-		return sum, 0, "", false, "exp is missing or out of range"
+		return sum, 0, "", false, 0, 0, "exp is missing or out of range"
 	}
 	origin = w.Client
 	if origin == "" {
 		origin = "@" + w.Origin
 	}
-	return sum, w.Exp, origin, v1, ""
+	return sum, w.Exp, origin, v1, rule, cutoff, ""
 }
 
 // dropWarnEvery rate-limits warnings about dropped (malformed) messages.

@@ -1,6 +1,7 @@
 package tokenrevoke
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -22,14 +23,14 @@ func TestWireRoundTrip(t *testing.T) {
 	if strings.Contains(string(body), "eyJh") {
 		t.Fatal("the raw token is in the message")
 	}
-	sum, exp, origin, v1, reason := decodeRevocation(subject, body, "tokens.revoked")
-	if reason != "" || sum != r.sum || exp != r.exp || origin != "portal" || v1 {
+	sum, exp, origin, v1, rule, _, reason := decodeRevocation(subject, body, "tokens.revoked")
+	if reason != "" || sum != r.sum || exp != r.exp || origin != "portal" || v1 || rule != 0 {
 		t.Fatalf("decode: %x %d %q %v %q", sum, exp, origin, v1, reason)
 	}
 	// Without a client, the origin is the publisher.
 	r.client = ""
 	body, subject = encodeRevocation(r, n)
-	if _, _, origin, _, _ := decodeRevocation(subject, body, "tokens.revoked"); origin != "@gw-a" {
+	if _, _, origin, _, _, _, _ := decodeRevocation(subject, body, "tokens.revoked"); origin != "@gw-a" {
 		t.Fatalf("origin without a client = %q", origin)
 	}
 }
@@ -37,7 +38,7 @@ func TestWireRoundTrip(t *testing.T) {
 func TestWireVersion1StillAccepted(t *testing.T) {
 	h := sha256Hex("tok")
 	body := `{"v":1,"sha256":"` + h + `","hint":"access_token","exp":1900000000,"revokedAt":"2027-01-15T08:00:00Z","origin":"idp"}`
-	sum, exp, origin, v1, reason := decodeRevocation("tokens.revoked."+h, []byte(body), "tokens.revoked")
+	sum, exp, origin, v1, _, _, reason := decodeRevocation("tokens.revoked."+h, []byte(body), "tokens.revoked")
 	if reason != "" || sum != hashToken("tok") || exp != 1900000000 || origin != "@idp" || !v1 {
 		t.Fatalf("decode: %x %d %q %v %q", sum, exp, origin, v1, reason)
 	}
@@ -56,7 +57,13 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		{"version 2 with sha256 only", subj, `{"v":2,"kind":"token","sha256":"` + h + `","exp":1900000000}`},
 		{"version 3", subj, `{"v":3,"kind":"token","key":"` + h + `","exp":1900000000}`},
 		{"unknown kind", subj, `{"v":2,"kind":"cookie","key":"` + h + `","exp":1900000000}`},
-		{"session rule (not enforced yet)", "tokens.revoked.sid." + h, `{"v":2,"kind":"sid","key":"` + h + `","cutoff":1800000000,"exp":1900000000}`},
+		{"session rule on a token subject", subj, `{"v":2,"kind":"sid","key":"` + h + `","cutoff":1800000000,"exp":1900000000}`},
+		{"session rule on the subject rules' subject", "tokens.revoked.sub." + h, `{"v":2,"kind":"sid","key":"` + h + `","cutoff":1800000000,"exp":1900000000}`},
+		{"token on a session subject", "tokens.revoked.sid." + h, `{"v":2,"kind":"token","key":"` + h + `","exp":1900000000}`},
+		{"session rule without cutoff", "tokens.revoked.sid." + h, `{"v":2,"kind":"sid","key":"` + h + `","exp":1900000000}`},
+		{"session rule with cutoff after exp", "tokens.revoked.sid." + h, `{"v":2,"kind":"sid","key":"` + h + `","cutoff":1900000001,"exp":1900000000}`},
+		{"subject rule with another key", "tokens.revoked.sub." + sha256Hex("y"), `{"v":2,"kind":"sub","key":"` + h + `","cutoff":1800000000,"exp":1900000000}`},
+		{"subject rule with a negative cutoff", "tokens.revoked.sub." + h, `{"v":2,"kind":"sub","key":"` + h + `","cutoff":-5,"exp":1900000000}`},
 		{"no version", subj, `{"sha256":"` + h + `","exp":1900000000}`},
 		{"short sha", "tokens.revoked.abc", `{"v":1,"sha256":"abc","exp":1900000000}`},
 		{"non-hex sha", "tokens.revoked." + strings.Repeat("z", 64), `{"v":1,"sha256":"` + strings.Repeat("z", 64) + `","exp":1900000000}`},
@@ -67,14 +74,42 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, _, _, reason := decodeRevocation(tc.subject, []byte(tc.body), "tokens.revoked"); reason == "" {
+			if _, _, _, _, _, _, reason := decodeRevocation(tc.subject, []byte(tc.body), "tokens.revoked"); reason == "" {
 				t.Fatal("accepted")
 			}
 		})
 	}
 	// Upper-case hex is the same digest.
 	up := strings.ToUpper(h)
-	if _, _, _, _, reason := decodeRevocation("tokens.revoked."+up, []byte(`{"v":1,"sha256":"`+up+`","exp":1900000000}`), "tokens.revoked"); reason != "" {
+	if _, _, _, _, _, _, reason := decodeRevocation("tokens.revoked."+up, []byte(`{"v":1,"sha256":"`+up+`","exp":1900000000}`), "tokens.revoked"); reason != "" {
 		t.Fatalf("upper-case hex refused: %s", reason)
+	}
+}
+
+func TestWireRules(t *testing.T) {
+	n := &natsSettings{subject: "tokens.revoked", name: "gw-a"}
+	for _, kind := range []string{kindSID, kindSub} {
+		key := ruleKey("https://idp.example", "secret-session-value")
+		r := revocation{sum: key, kind: kind, cutoff: 1800000000, exp: 1800086400, revokedAt: time.Unix(1800000000, 0)}
+		body, subject := encodeRevocation(r, n)
+		hexKey := hex.EncodeToString(key[:])
+		if subject != "tokens.revoked."+kind+"."+hexKey {
+			t.Fatalf("%s: subject = %s", kind, subject)
+		}
+		if strings.Contains(string(body), "secret-session-value") || strings.Contains(string(body), "idp.example") {
+			t.Fatalf("%s: a claim value is in the message: %s", kind, body)
+		}
+		want := `{"v":2,"kind":"` + kind + `","key":"` + hexKey + `","cutoff":1800000000,"exp":1800086400,"revokedAt":"2027-01-15T08:00:00Z","origin":"gw-a"}`
+		if string(body) != want {
+			t.Fatalf("body = %s\nwant   %s", body, want)
+		}
+		sum, exp, origin, v1, rule, cutoff, reason := decodeRevocation(subject, body, "tokens.revoked")
+		wantRule := ruleSID
+		if kind == kindSub {
+			wantRule = ruleSub
+		}
+		if reason != "" || sum != key || exp != 1800086400 || cutoff != 1800000000 || rule != wantRule || v1 || origin != "@gw-a" {
+			t.Fatalf("%s: decode: %x %d %d %d %q %q", kind, sum, exp, cutoff, rule, origin, reason)
+		}
 	}
 }

@@ -317,6 +317,9 @@ type StoredMsg struct {
 type GetMsgRequest struct {
 	Seq           uint64 `json:"seq,omitempty"`
 	LastBySubject string `json:"last_by_subj,omitempty"`
+	// NextBySubject asks for the first message at or after Seq whose subject matches
+	// it (wildcards allowed).
+	NextBySubject string `json:"next_by_subj,omitempty"`
 }
 
 type storedMsgJSON struct {
