@@ -75,11 +75,11 @@ type snapshotManifest struct {
 	// WithRules is set by writers that include session and subject rules: RuleChunks
 	// (possibly none) hold RuleSlots rules. A manifest without it (an older writer, or
 	// the tokenrevoke command) is used only if the stream holds no rule up to Seq.
-	WithRules  bool     `json:"withRules,omitempty"`
-	RuleSlots  int      `json:"ruleSlots,omitempty"`
-	RuleChunks []uint64 `json:"ruleChunks,omitempty"`
-	Writer     string   `json:"writer"`
-	WrittenAt     time.Time `json:"writtenAt"`
+	WithRules  bool      `json:"withRules,omitempty"`
+	RuleSlots  int       `json:"ruleSlots,omitempty"`
+	RuleChunks []uint64  `json:"ruleChunks,omitempty"`
+	Writer     string    `json:"writer"`
+	WrittenAt  time.Time `json:"writtenAt"`
 }
 
 // snapshotStatus is the snapshot part of the status document.
