@@ -271,3 +271,8 @@ func WaitStatus(get func() (Status, error), timeout time.Duration, ok func(Statu
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Do sends req to the gateway in-process and returns the recorded answer.
+func (g *Gateway) Do(req *http.Request) *httptest.ResponseRecorder {
+	return g.serve(req)
+}

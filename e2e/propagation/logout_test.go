@@ -1,0 +1,314 @@
+package propagation
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
+)
+
+// Session and subject rules (OpenID back-channel logout) across gateways: a logout
+// received by one gateway is enforced by every other, by a gateway that starts later
+// (stream replay), and by one that starts from a snapshot.
+
+const (
+	logoutIss  = "https://idp.e2e.test"
+	logoutAud  = "gateway"
+	logoutPath = "/api/id/v1/auth/backchannel-logout"
+)
+
+// testIdP signs logout tokens and access tokens with one ES256 key.
+type testIdP struct {
+	key  *ecdsa.PrivateKey
+	mu   sync.Mutex
+	jtis int
+}
+
+func newTestIdP(t testing.TB) *testIdP {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testIdP{key: k}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func (p *testIdP) jwks() string {
+	pad := func(i *big.Int) []byte { b := make([]byte, 32); i.FillBytes(b); return b }
+	doc, _ := json.Marshal(map[string]any{"keys": []any{map[string]any{
+		"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
+		"x": b64(pad(p.key.X)), "y": b64(pad(p.key.Y)),
+	}}})
+	return string(doc)
+}
+
+func (p *testIdP) sign(t testing.TB, typ string, claims map[string]any) string {
+	hb, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": "k1", "typ": typ})
+	cb, _ := json.Marshal(claims)
+	input := b64(hb) + "." + b64(cb)
+	d := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, p.key, d[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return input + "." + b64(sig)
+}
+
+// access is an access token of sub in session sid, issued at iat.
+func (p *testIdP) access(t testing.TB, sub, sid string, iat int64) string {
+	c := map[string]any{"iss": logoutIss, "sub": sub, "aud": "api", "iat": iat, "exp": iat + 600, "jti": fmt.Sprint(iat, sub, sid)}
+	if sid != "" {
+		c["sid"] = sid
+	}
+	return p.sign(t, "at+jwt", c)
+}
+
+// logout is a logout token for sid (or, with sid "", every session of sub).
+func (p *testIdP) logout(t testing.TB, sub, sid string) string {
+	p.mu.Lock()
+	p.jtis++
+	jti := "jti-" + strconv.Itoa(p.jtis)
+	p.mu.Unlock()
+	now := time.Now().Unix()
+	c := map[string]any{"iss": logoutIss, "aud": logoutAud, "iat": now, "exp": now + 120, "jti": jti,
+		"sub": sub, "events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}}
+	if sid != "" {
+		c["sid"] = sid
+	}
+	return p.sign(t, "logout+jwt", c)
+}
+
+// logoutConfig adds the issuer and the receiver to a gateway configuration.
+func (p *testIdP) logoutConfig(cfg map[string]any) map[string]any {
+	cfg["issuers"] = []any{map[string]any{"issuer": logoutIss, "jwks": p.jwks(), "audience": logoutAud}}
+	cfg["backchannelLogoutPath"] = logoutPath
+	cfg["maxTokenLifetime"] = "1h"
+	return cfg
+}
+
+func postLogout(g *gateway, tok string) (int, string) {
+	req := httptest.NewRequest(http.MethodPost, logoutPath, strings.NewReader("logout_token="+url.QueryEscape(tok)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := g.Do(req)
+	return rec.Code, rec.Body.String()
+}
+
+// rulesOf reads the rules count of a gateway's status document.
+func rulesOf(t testing.TB, g *gateway) int {
+	var st struct {
+		Rules int `json:"rules"`
+	}
+	if err := json.Unmarshal([]byte(g.status()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Rules
+}
+
+func TestLogoutRulesAcrossJetStream(t *testing.T) {
+	idp := newTestIdP(t)
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	extra := map[string]any{"stream": "REVOCATIONS", "snapshotEvery": 20}
+	a := newGateway(t, idp.logoutConfig(natsConfig([]string{srv.URL}, "gw-a", extra)))
+	b := newGateway(t, idp.logoutConfig(natsConfig([]string{srv.URL}, "gw-b", extra)))
+	for _, g := range []*gateway{a, b} {
+		if _, err := g.WaitSynced(30 * time.Second); err != nil {
+			t.Fatalf("%s: %v", g.Name, err)
+		}
+	}
+	issued := time.Now().Unix() - 5
+	s1 := idp.access(t, "alice", "sess-1", issued)
+	s2 := idp.access(t, "alice", "sess-2", issued)
+	bob := idp.access(t, "bob", "sess-3", issued)
+	bobOther := idp.access(t, "bob", "sess-4", issued)
+	for _, tok := range []string{s1, s2, bob, bobOther} {
+		if b.call(tok) != 200 {
+			t.Fatal("a token is rejected before any logout")
+		}
+	}
+	// Alice ends session 1 at A: B rejects its tokens, not session 2's.
+	if code, body := postLogout(a, idp.logout(t, "alice", "sess-1")); code != 200 {
+		t.Fatalf("logout at A: %d %s", code, body)
+	}
+	if !b.waitRejected(s1, 5*time.Second) {
+		t.Fatalf("B still accepts session 1's token; B log:\n%s", b.LogTail(20))
+	}
+	if b.call(s2) != 200 {
+		t.Fatal("B rejects the other session's token")
+	}
+	// Bob is logged out everywhere (sub only) at B: A rejects both sessions.
+	if code, body := postLogout(b, idp.logout(t, "bob", "")); code != 200 {
+		t.Fatalf("logout at B: %d %s", code, body)
+	}
+	for _, tok := range []string{bob, bobOther} {
+		if !a.waitRejected(tok, 5*time.Second) {
+			t.Fatal("A still accepts a token of the subject logged out at B")
+		}
+	}
+	// Enough revocations to make A write a snapshot (rules included).
+	for i := 0; i < 30; i++ {
+		if a.revoke("logout-fill-"+strconv.Itoa(i)) != 200 {
+			t.Fatal("revoke failed")
+		}
+	}
+	// A or B writes it, whichever finds it due first.
+	var man map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		man = readRawManifest(t, srv.URL)
+		if man != nil && man["seq"].(float64) >= 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot written; A: %s\nB: %s", a.status(), b.status())
+		}
+	}
+	if man["withRules"] != true || man["ruleSlots"] != float64(2) || len(man["ruleChunks"].([]any)) != 1 {
+		t.Fatalf("manifest: %v", man)
+	}
+	// A gateway that starts now loads the snapshot and enforces both rules.
+	c := newGateway(t, natsConfig([]string{srv.URL}, "gw-c", extra))
+	sc := waitSnapshotStatus(t, c, 30*time.Second, "C synced", func(s snapshotPart) bool { return s.Synced })
+	if sc.NATS.Snapshot.LoadedSequence == 0 {
+		t.Fatalf("C did not load the snapshot; log:\n%s", c.logged())
+	}
+	if rulesOf(t, c) != 2 {
+		t.Fatalf("C holds %d rules, want 2; status %s", rulesOf(t, c), c.status())
+	}
+	for _, tok := range []string{s1, bob, bobOther} {
+		if c.call(tok) != 401 {
+			t.Fatal("C accepts a logged-out token")
+		}
+	}
+	if c.call(s2) != 200 {
+		t.Fatal("C rejects session 2")
+	}
+	// A later login (issued after the logout) passes everywhere.
+	time.Sleep(1100 * time.Millisecond)
+	again := idp.access(t, "alice", "sess-1", time.Now().Unix())
+	for _, g := range []*gateway{a, b, c} {
+		if g.call(again) != 200 {
+			t.Fatalf("%s rejects a token issued after the logout", g.Name)
+		}
+	}
+	// Neither sid nor sub values appear in any log or message.
+	for _, g := range []*gateway{a, b, c} {
+		for _, v := range []string{"sess-1", "alice", "bob"} {
+			if strings.Contains(g.logged(), v) {
+				t.Fatalf("%s logged %q", g.Name, v)
+			}
+		}
+	}
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	for _, kind := range []string{"sid", "sub"} {
+		m, err := js.GetLastMsg("REVOCATIONS", "tokens.revoked."+kind+"."+ruleKeyHex(kind, "alice", "sess-1", "bob"))
+		if err != nil {
+			t.Fatalf("%s rule not in the stream: %v", kind, err)
+		}
+		if strings.Contains(string(m.Data), "alice") || strings.Contains(string(m.Data), "sess-") || strings.Contains(string(m.Data), "bob") {
+			t.Fatalf("a claim value travels: %s", m.Data)
+		}
+	}
+}
+
+func ruleKeyHex(kind, alice, sid, bob string) string {
+	v := sid
+	if kind == "sub" {
+		v = bob
+	}
+	s := sha256.Sum256([]byte(logoutIss + "\x00" + v))
+	return hex.EncodeToString(s[:])
+}
+
+func readRawManifest(t testing.TB, u string) map[string]any {
+	nc, err := nats.Connect(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
+	if err == nats.ErrMsgNotFound || err == nats.ErrStreamNotFound {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man map[string]any
+	if err := json.Unmarshal(m.Data, &man); err != nil {
+		t.Fatal(err)
+	}
+	return man
+}
+
+// A rule published by anyone with nats.go in the documented format is enforced, and a
+// snapshot written without rules (the tokenrevoke command's) is not used while the stream
+// holds rules it lacks: the gateway replays the whole stream instead.
+func TestRulesFromNatsGoAndRulelessSnapshot(t *testing.T) {
+	idp := newTestIdP(t)
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	fillStream(t, srv.URL, 50)
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	now := time.Now().Unix()
+	key := ruleKeyHex("sid", "", "sess-9", "")
+	body := fmt.Sprintf(`{"v":2,"kind":"sid","key":"%s","cutoff":%d,"exp":%d,"origin":"idp"}`, key, now, now+3600)
+	msg := nats.NewMsg("tokens.revoked.sid." + key)
+	msg.Header.Set("Nats-TTL", "3600s")
+	msg.Data = []byte(body)
+	if _, err := js.PublishMsg(msg); err != nil {
+		t.Fatal(err)
+	}
+	fillStreamFrom(t, srv.URL, 50, 10)
+	// The command's snapshot has no rules.
+	bin := buildCLI(t)
+	if out, err := exec.Command(bin, "-s", srv.URL, "snapshot").CombinedOutput(); err != nil {
+		t.Fatalf("tokenrevoke snapshot: %v\n%s", err, out)
+	}
+	extra := map[string]any{"stream": "REVOCATIONS"}
+	g := newGateway(t, natsConfig([]string{srv.URL}, "gw-r", extra))
+	st := waitSnapshotStatus(t, g, 30*time.Second, "synced", func(s snapshotPart) bool { return s.Synced })
+	if st.NATS.Snapshot.LoadedSequence != 0 {
+		t.Fatalf("the gateway used a snapshot without the stream's rule; log:\n%s", g.logged())
+	}
+	if !strings.Contains(g.logged(), "written without session and subject rules") {
+		t.Fatalf("no reason logged; log:\n%s", g.logged())
+	}
+	if g.call(idp.access(t, "carol", "sess-9", now-1)) != 401 {
+		t.Fatal("the rule published with nats.go is not enforced")
+	}
+	if g.call(idp.access(t, "carol", "sess-8", now-1)) != 200 {
+		t.Fatal("another session is rejected")
+	}
+	if g.call("sync-token-55") != 401 {
+		t.Fatal("a revoked token passes")
+	}
+}
