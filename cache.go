@@ -165,6 +165,9 @@ func (c *tokenCache) setLegacy() {
 // (the request path holds the map); at most maxPassing deletions, once per maxPassing
 // new tokens.
 func (c *tokenCache) forgetAllLocked() {
+	if len(c.spellings) == 0 && len(c.passing) == 0 {
+		return
+	}
 	for k := range c.passing {
 		delete(c.passing, k)
 	}
