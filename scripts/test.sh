@@ -5,8 +5,8 @@
 #   3. the same packages under the yaegi v0.16.1 interpreter (what Traefik runs)
 #   4. the e2e module: the plugin loaded exactly as Traefik loads it, gateways sharing
 #      revocations over an embedded nats-server, and real Traefik v3.6.12 processes
-# It installs what it needs (yaegi CLI, nats-server, promtool and prometheus, Traefik built from the Go module
-# proxy into .cache/). Set SKIP_TRAEFIK_BUILD=1 with TRAEFIK_BIN=... to use a prebuilt binary.
+# It installs what it needs (yaegi CLI, nats-server, promtool and prometheus, Traefik built
+# from the Go module proxy into .cache/). Set SKIP_TRAEFIK_BUILD=1 with TRAEFIK_BIN=... to use a prebuilt binary.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
