@@ -62,6 +62,9 @@ type Service struct {
 	conn    *Conn
 	cfg     ServiceConfig
 	started time.Time
+	// subjects are the subjects subscribed to (set before the first subscription,
+	// never changed), to recognize the server's permission errors about them.
+	subjects []string
 
 	mu    sync.Mutex
 	subs  []*Subscription
@@ -232,6 +235,15 @@ func (c *Conn) AddService(cfg ServiceConfig) (*Service, error) {
 	}
 	s := &Service{conn: c, cfg: cfg, started: time.Now().UTC(), stats: make([]endpointCounters, len(cfg.Endpoints))}
 	verbs := []string{"PING", "INFO", "STATS"}
+	for _, v := range verbs {
+		s.subjects = append(s.subjects, "$SRV."+v, "$SRV."+v+"."+cfg.Name, "$SRV."+v+"."+cfg.Name+"."+cfg.ID)
+	}
+	for i := 0; i < len(cfg.Endpoints); i++ {
+		s.subjects = append(s.subjects, cfg.Endpoints[i].Subject)
+	}
+	c.mu.Lock()
+	c.services = append(c.services, s)
+	c.mu.Unlock()
 	for _, verb := range verbs {
 		v := verb
 		cb := func(m *Msg) { s.control(v, m) }
@@ -268,6 +280,16 @@ func (s *Service) ID() string { return s.cfg.ID }
 
 // Stop ends the service's subscriptions. It is idempotent.
 func (s *Service) Stop() {
+	c := s.conn
+	c.mu.Lock()
+	kept := c.services[:0]
+	for _, other := range c.services {
+		if other != s {
+			kept = append(kept, other)
+		}
+	}
+	c.services = kept
+	c.mu.Unlock()
 	s.mu.Lock()
 	subs := s.subs
 	s.subs = nil
@@ -343,4 +365,43 @@ func (s *Service) document(verb string) ([]byte, error) {
 		doc.Endpoints = append(doc.Endpoints, st)
 	}
 	return json.Marshal(doc)
+}
+
+// serviceDenied recognizes the server's -ERR refusing a subscription of a running
+// service (a user without permission for $SRV.> or an endpoint subject). The service
+// is then unavailable on this connection, and everything else works: the first such
+// error of a connection is logged at info level, and none of them becomes the
+// connection's LastError (the plugin shows that as its last error). It reports whether
+// args was such an error.
+func (c *Conn) serviceDenied(args []byte) bool {
+	const prefix = "'permissions violation for subscription to \""
+	text := string(args)
+	if len(text) < len(prefix) || strings.ToLower(text[:len(prefix)]) != prefix {
+		return false
+	}
+	rest := text[len(prefix):]
+	end := strings.IndexByte(rest, '"')
+	if end < 0 {
+		return false
+	}
+	subject := rest[:end]
+	name := ""
+	c.mu.Lock()
+	for _, s := range c.services {
+		for _, own := range s.subjects {
+			if own == subject {
+				name = s.cfg.Name
+			}
+		}
+	}
+	first := name != "" && c.svcDenied != c.epoch
+	if first {
+		c.svcDenied = c.epoch
+	}
+	c.mu.Unlock()
+	if first {
+		c.logf("info", "nats: service "+name+" is not available on this connection: the server refused the subscription to "+
+			subject+" (permissions; allow subscribing to $SRV.> and the service's endpoint subjects)")
+	}
+	return name != ""
 }

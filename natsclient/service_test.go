@@ -243,3 +243,59 @@ func TestServiceConfigChecks(t *testing.T) {
 		}
 	}
 }
+
+// A user who may not subscribe to the service's subjects: the service is unavailable,
+// one info line per connection says why, the connection's LastError stays clear (other
+// permission errors still set it), and the connection works on.
+func TestServicePermissionDenied(t *testing.T) {
+	srv := startServer(t, `authorization { users: [
+  {user: gw, password: pw, permissions: {publish: [">"], subscribe: ["ok.>", "_INBOX.>"]}}
+  {user: cli, password: pw}
+] }`)
+	lc := &logCapture{}
+	o := fastOpts(lc, srv.url())
+	o.User = "gw"
+	o.Password = "pw"
+	c := connectAndWait(t, o, lc)
+	calls := 0
+	testService(t, c, "denied", &calls)
+	sink := newSink()
+	if _, err := c.Subscribe("ok.x", sink.cb); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish("ok.x", []byte("still works")); err != nil {
+		t.Fatal(err)
+	}
+	if m := sink.next(t, 2*time.Second); string(m.Data) != "still works" {
+		t.Fatalf("got %q", m.Data)
+	}
+	if !waitFor(2*time.Second, func() bool { return lc.count("service svc-test is not available") == 1 }) {
+		t.Fatalf("log:\n%s", lc.all())
+	}
+	if err := c.LastError(); err != nil {
+		t.Fatalf("LastError = %v", err)
+	}
+	if n := lc.count("error:"); n != 0 {
+		t.Fatalf("%d error lines:\n%s", n, lc.all())
+	}
+	o2 := fastOpts(nil, srv.url())
+	o2.User = "cli"
+	o2.Password = "pw"
+	cli := connectAndWait(t, o2, nil)
+	if _, err := cli.Request("$SRV.PING.svc-test", nil, nil, 300*time.Millisecond); err == nil {
+		t.Fatal("a service without permission answered")
+	}
+	// A refused subscription of the application's own is still an error.
+	if _, err := c.Subscribe("forbidden.x", func(*Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(2*time.Second, func() bool { return c.LastError() != nil }) {
+		t.Fatal("a refused application subscription left no LastError")
+	}
+	if lc.count("service svc-test is not available") != 1 {
+		t.Fatalf("logged more than once:\n%s", lc.all())
+	}
+}
