@@ -106,6 +106,7 @@ func startNATSLink(cache *tokenCache, n *natsSettings, log *logger) (link, error
 		return nil, errors.New("tokenrevoke: nats: " + err.Error())
 	}
 	l.conn = conn
+	l.startService() // fleet view (service.go)
 	if l.stream != nil {
 		// The ordered consumer delivers stored and live revocations alike; a core
 		// subscription on the same subjects would only duplicate them.

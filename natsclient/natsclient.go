@@ -184,6 +184,8 @@ type Conn struct {
 	epoch        int64                  // bumped for every established connection
 	listeners    map[int64]connListener // internal connect/disconnect hooks (ordered consumers)
 	nextListener int64
+	services     []*Service // running services (service.go), for their permission errors
+	svcDenied    int64      // epoch in which a refused service subscription was last logged
 
 	warnMu sync.Mutex
 	warns  map[string]warnState

@@ -348,6 +348,9 @@ func (c *Conn) processLine(l *serverConn, br *bufio.Reader, line []byte) error {
 		c.processPong(l)
 	case "+OK":
 	case "-ERR":
+		if c.serviceDenied(args) {
+			return nil // service.go: logged once, not the connection's error
+		}
 		err := serverError(args)
 		c.mu.Lock()
 		closed := c.closed

@@ -5,8 +5,8 @@
 #   3. the same packages under the yaegi v0.16.1 interpreter (what Traefik runs)
 #   4. the e2e module: the plugin loaded exactly as Traefik loads it, gateways sharing
 #      revocations over an embedded nats-server, and real Traefik v3.6.12 processes
-# It installs what it needs (yaegi CLI, nats-server, promtool, Traefik built from the Go module
-# proxy into .cache/). Set SKIP_TRAEFIK_BUILD=1 with TRAEFIK_BIN=... to use a prebuilt binary.
+# It installs what it needs (yaegi CLI, nats-server, promtool and prometheus, Traefik built
+# from the Go module proxy into .cache/). Set SKIP_TRAEFIK_BUILD=1 with TRAEFIK_BIN=... to use a prebuilt binary.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,7 +37,8 @@ echo "yaegi $(yaegi version 2>/dev/null || echo '?'), $(nats-server --version)"
 
 # promtool lints the metrics page (TestMetricsPromtool); Debian ships it in the
 # prometheus package. The variable makes that test fail, not skip, without it.
-command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+# The same package's prometheus binary scrapes real gateways in e2e (TestFleetTraefik).
+{ command -v promtool && command -v prometheus; } >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 export TOKENREVOKE_REQUIRE_PROMTOOL=1
 promtool --version 2>&1 | sed -n 1p
 

@@ -21,6 +21,9 @@ import (
 
 const revokePath = "/api/id/v1/auth/token/revoke"
 
+// metricsPath is where each demo gateway answers Prometheus metrics.
+const metricsPath = "/metrics"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -88,9 +91,10 @@ func run() error {
 			natsCfg["stream"] = *stream
 		}
 		plugin := map[string]any{
-			"revokePath": revokePath,
-			"clients":    []any{map[string]any{"id": "portal", "secret": "s3cret"}},
-			"nats":       natsCfg,
+			"revokePath":  revokePath,
+			"clients":     []any{map[string]any{"id": "portal", "secret": "s3cret"}},
+			"nats":        natsCfg,
+			"metricsPath": metricsPath,
 		}
 		fmt.Printf("starting gateway %s on 127.0.0.1:%d ...\n", strings.ToUpper(name), webPorts[i])
 		gw, err := harness.NewTraefik(harness.TraefikOptions{
@@ -133,9 +137,9 @@ Ready. Gateway A: %[1]s   Gateway B: %[2]s   (client portal / s3cret)
   curl -i -d token=another-token -d client_id=portal -d client_secret=s3cret %[1]s%[4]s
 
   # NATS connections (one per gateway): %[5]s/connz
-
-Press Ctrl-C to stop.
 `, a.WebURL, b.WebURL, token, revokePath, n.MonitorURL)
+	fmt.Print(fleetHelp(n.URL, a.WebURL, b.WebURL, *stream, *subject, token))
+	fmt.Println("\nPress Ctrl-C to stop.")
 
 	// Wait for a signal, or for a gateway to die.
 	tick := time.NewTicker(time.Second)

@@ -1,5 +1,5 @@
 // Package cli is the tokenrevoke operator command: revoke, revoke-session,
-// revoke-subject, import, check, watch, snapshot and purge, over nats.go.
+// revoke-subject, import, check, watch, snapshot, purge and gateways, over nats.go.
 package cli
 
 import (
@@ -198,6 +198,7 @@ context in ~/.config/nats/context/<name>.json; the selected context is used when
 		a.watchCmd(),
 		a.snapshotCmd(),
 		a.purgeCmd(),
+		a.gatewaysCmd(),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
