@@ -42,6 +42,10 @@ type settings struct {
 	maxTTL time.Duration
 	// rates: client id -> revocations allowed per minute (absent: no limit).
 	rates map[string]int
+	// forward mode, tokenPath and refreshRevokesSession: see parseForward (forward.go).
+	forward               bool
+	tokenPath             string
+	refreshRevokesSession bool
 }
 
 // Defaults of the optional settings.
@@ -145,7 +149,10 @@ func parseConfig(c *Config) (*settings, error) {
 		s.maxBodyCheck = int64(c.MaxBodyCheck)
 	}
 	s.rates = make(map[string]int)
-	if len(c.Clients) == 0 {
+	if err := parseForward(c, s); err != nil {
+		return nil, err
+	}
+	if len(c.Clients) == 0 && !s.forward {
 		return nil, errors.New("tokenrevoke: clients: at least one client (id and secret or secretSha256) is required")
 	}
 	for i, cl := range c.Clients {

@@ -53,6 +53,15 @@ type Config struct {
 	// MaxTTL caps how long any revocation is held (a Go duration), whatever expiry a
 	// token or a NATS message claims.
 	MaxTTL string `json:"maxTTL,omitempty"`
+	// RevokeMode is "local" (the plugin authenticates clients and answers revocations)
+	// or "forward" (the identity provider behind the router answers them; forward.go).
+	RevokeMode string `json:"revokeMode,omitempty"`
+	// TokenPath, when set, is the identity provider's token endpoint behind this router:
+	// refresh grants presenting a revoked refresh token are refused there (refresh.go).
+	TokenPath string `json:"tokenPath,omitempty"`
+	// RefreshRevokesSession: a revoked JWT refresh token carrying sid also ends that
+	// session (parsed; the behaviour comes with the session rules).
+	RefreshRevokesSession bool `json:"refreshRevokesSession,omitempty"`
 }
 
 // ClientConfig is a client allowed to revoke tokens.
@@ -266,7 +275,11 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 	switch req.URL.Path {
 	case m.revokePath:
-		m.serveRevoke(rw, req)
+		if m.settings.forward {
+			serveForward(m, rw, req)
+		} else {
+			m.serveRevoke(rw, req)
+		}
 		return
 	case m.statusPath:
 		if m.statusPath != "" {
