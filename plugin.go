@@ -168,6 +168,9 @@ func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Reque
 	}
 	// Not synced: a request that carries a token anywhere a backend could read one waits.
 	in := m.inspect(req, time.Now().Unix())
+	if !in.found && m.settings.tokenPath != "" && req.URL.Path == m.settings.tokenPath {
+		in.found = refreshPresented(m, req) // a refresh grant waits too
+	}
 	switch {
 	case in.verdict != passRequest:
 		reject(m, rw, &in)
@@ -289,6 +292,10 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 	case m.metricsPath:
 		if m.metricsPath != "" {
 			m.serveMetrics(rw, req)
+			return
+		}
+	case m.settings.tokenPath:
+		if m.settings.tokenPath != "" && refuseRevokedRefresh(m, rw, req) {
 			return
 		}
 	}
