@@ -266,6 +266,38 @@ func TestForwardModeWithARealProvider(t *testing.T) {
 		f.idp.Refresh(t, s, idptest.TokenEndpoint(f.a.WebURL+f.tokenPath))
 	})
 
+	t.Run("NATS down: 500 server_error, the provider's revocation stands, a retry succeeds", func(t *testing.T) {
+		s := f.idp.Login(t, "frank")
+		f.nats.Shutdown()
+		a := postForm(t, revokeAt, f.idp.ClientID, f.idp.ClientSecret, url.Values{"token": {s.RefreshToken}})
+		var body map[string]string
+		if a.status != http.StatusInternalServerError || json.Unmarshal([]byte(a.body), &body) != nil || body["error"] != "server_error" {
+			t.Fatalf("revocation through A with NATS down: %d %s, want 500 server_error", a.status, a.body)
+		}
+		if in := f.idp.Introspect(t, s.RefreshToken, "refresh_token"); in.Active == nil || *in.Active {
+			t.Fatalf("the provider's revocation does not stand: %+v", in)
+		}
+		if got := bearer(t, f.a, s.RefreshToken); got != http.StatusUnauthorized {
+			t.Fatalf("A does not keep the revocation it could not share: %d", got)
+		}
+		if err := f.nats.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		// The retry: the provider answers 200 again (RFC 7009), and A shares it.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			a = postForm(t, revokeAt, f.idp.ClientID, f.idp.ClientSecret, url.Values{"token": {s.RefreshToken}})
+			if a.status == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("retry after NATS came back: %d %s", a.status, a.body)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		waitBearer(t, f.b, s.RefreshToken, http.StatusUnauthorized, 5*time.Second)
+	})
+
 	t.Run("provider down: nothing revoked", func(t *testing.T) {
 		s := f.idp.Login(t, "dave")
 		f.idp.Stop()
