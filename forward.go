@@ -23,7 +23,10 @@ import (
 // body byte for byte. The gateway reads the token and token_type_hint from the form
 // first, bounded by maxBodyCheck, and refuses (400, 413) a request it cannot read the
 // way the provider would: not application/x-www-form-urlencoded, a Content-Encoding,
-// malformed form encoding, a repeated parameter. Then:
+// malformed form encoding, a repeated parameter, a query string naming a token (some
+// providers merge query and body). Other methods get 405 as in local mode (RFC 7009
+// takes POST only), except OPTIONS (a CORS preflight), which the provider answers.
+// Then:
 //
 //   - the provider answers 200: the gateway applies and publishes the revocation (same
 //     key and expiry as local mode) and relays the provider's 200 only once NATS
@@ -69,8 +72,15 @@ func parseForward(c *Config, s *settings) error {
 
 // serveForward handles a request to revokePath in forward mode.
 func serveForward(m *Middleware, rw http.ResponseWriter, req *http.Request) {
+	if req.Method == http.MethodOptions {
+		m.next.ServeHTTP(rw, req) // CORS preflight: the provider answers; it revokes nothing
+		return
+	}
 	if req.Method != http.MethodPost {
-		m.next.ServeHTTP(rw, req) // the provider answers; only a POST revokes
+		// RFC 7009 §2.1: POST only. A provider that also took GET would revoke what
+		// the gateway never read.
+		rw.Header().Set("Allow", http.MethodPost)
+		writeError(rw, http.StatusMethodNotAllowed, errInvalidRequest, "The revocation endpoint only accepts POST")
 		return
 	}
 	f, status, desc := m.readForwardForm(req)
@@ -139,6 +149,11 @@ type forwardForm struct {
 // and puts the same bytes back as the request body.
 func (m *Middleware) readForwardForm(req *http.Request) (forwardForm, int, string) {
 	var f forwardForm
+	if queryNamesToken(req.URL.RawQuery) {
+		// Some providers merge query and body parameters: the gateway could read
+		// another token than the provider revokes.
+		return f, http.StatusBadRequest, "The revocation parameters go in the request body, not the query string"
+	}
 	limit := m.settings.maxBodyCheck
 	if req.ContentLength > limit {
 		return f, http.StatusRequestEntityTooLarge, "The request body is larger than the gateway reads"
@@ -182,6 +197,26 @@ func (m *Middleware) readForwardForm(req *http.Request) (forwardForm, int, strin
 	}
 	f.client = claimedClient(req, form)
 	return f, 0, ""
+}
+
+// queryNamesToken reports whether a query string has a parameter whose name, decoded
+// leniently and case-folded, contains "token" (token, token_type_hint, Token, ...).
+func queryNamesToken(raw string) bool {
+	for raw != "" {
+		var pair string
+		if i := strings.IndexAny(raw, "&;"); i >= 0 {
+			pair, raw = raw[:i], raw[i+1:]
+		} else {
+			pair, raw = raw, ""
+		}
+		if i := strings.IndexByte(pair, '='); i >= 0 {
+			pair = pair[:i]
+		}
+		if strings.Contains(strings.ToLower(lenientUnescape(pair)), "token") {
+			return true
+		}
+	}
+	return false
 }
 
 // claimedClient is the client id a revocation request names: HTTP Basic (form-decoded

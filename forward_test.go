@@ -192,7 +192,7 @@ func TestForwardRelaysEverythingElse(t *testing.T) {
 		{"wrong secret", revokeReq("token=tok-a", basic("rp", "wrong")), http.StatusUnauthorized},
 		{"no credentials", revokeReq("token=tok-a", ""), http.StatusUnauthorized},
 		{"no token", revokeReq("token_type_hint=access_token", basic("rp", "rp-secret")), http.StatusBadRequest},
-		{"GET", httptest.NewRequest(http.MethodGet, testRevokePath+"?token=tok-a", nil), http.StatusMethodNotAllowed},
+		{"OPTIONS", httptest.NewRequest(http.MethodOptions, testRevokePath, nil), http.StatusMethodNotAllowed},
 	}
 	for _, tc := range cases {
 		rec := serve(m, tc.req)
@@ -237,11 +237,23 @@ func TestForwardRefusesWhatItCannotRead(t *testing.T) {
 		{"gzip", gz, http.StatusBadRequest},
 		{"json", json, http.StatusBadRequest},
 		{"two content types", two, http.StatusBadRequest},
+		{"token in the query", func() *http.Request {
+			r := revokeReq("token=tok-b", basic("rp", "rp-secret"))
+			r.URL.RawQuery = "%54oken=tok-a"
+			return r
+		}(), http.StatusBadRequest},
 		{"over maxBodyCheck", revokeReq("token=tok-a&pad="+strings.Repeat("x", 2048), basic("rp", "rp-secret")), http.StatusRequestEntityTooLarge},
 	}
 	for _, tc := range cases {
 		rec := serve(m, tc.req)
 		checkError(t, rec, tc.want, errInvalidRequest)
+	}
+	get := httptest.NewRequest(http.MethodGet, testRevokePath+"?token=tok-a", nil)
+	get.Header.Set("Authorization", basic("rp", "rp-secret"))
+	rec := serve(m, get)
+	checkError(t, rec, http.StatusMethodNotAllowed, errInvalidRequest)
+	if rec.Header().Get("Allow") != "POST" {
+		t.Errorf("405 without Allow: POST")
 	}
 	if p.count() != 0 {
 		t.Fatalf("the provider got %d requests the gateway could not read", p.count())
@@ -253,6 +265,12 @@ func TestForwardRefusesWhatItCannotRead(t *testing.T) {
 	checkError(t, serve(m, req), http.StatusRequestEntityTooLarge, errInvalidRequest)
 	if p.count() != 0 {
 		t.Fatal("an oversize chunked body was forwarded")
+	}
+	// A harmless query string passes.
+	q := revokeReq("token=tok-q", basic("rp", "rp-secret"))
+	q.URL.RawQuery = "trace=1"
+	if rec := serve(m, q); rec.Code != http.StatusOK || serve(m, bearerReq("tok-q")).Code != http.StatusUnauthorized {
+		t.Fatalf("query without a token parameter: %d", rec.Code)
 	}
 }
 
