@@ -168,7 +168,7 @@ func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Reque
 	}
 	// Not synced: a request that carries a token anywhere a backend could read one waits.
 	in := m.inspect(req, time.Now().Unix())
-	if !in.found && m.settings.tokenPath != "" && req.URL.Path == m.settings.tokenPath {
+	if !in.found && m.settings.tokenPath != "" && atTokenPath(req.URL.Path, m.settings.tokenPath) {
 		in.found = refreshPresented(m, req) // a refresh grant waits too
 	}
 	switch {
@@ -294,10 +294,9 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 			m.serveMetrics(rw, req)
 			return
 		}
-	case m.settings.tokenPath:
-		if m.settings.tokenPath != "" && refuseRevokedRefresh(m, rw, req) {
-			return
-		}
+	}
+	if m.settings.tokenPath != "" && atTokenPath(req.URL.Path, m.settings.tokenPath) && refuseRevokedRefresh(m, rw, req) {
+		return
 	}
 	in := m.inspect(req, time.Now().Unix())
 	if in.verdict != passRequest {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,8 +44,30 @@ import (
 //   - a refresh token longer than maxTokenLength is refused (400 invalid_request), as
 //     everywhere: the revoke endpoint stores nothing for it.
 //
+// "A request to tokenPath" is read as the provider's router would: web frameworks match
+// paths without regard to case and with or without a trailing slash (koa-router, which
+// oidc-provider uses, does both by default), servlet containers drop ";params", and
+// some collapse "//" and dot segments. So the path is compared after the same folding
+// (atTokenPath); "/TOKEN/", "/token;x" and "//token" are the token endpoint too.
+//
 // Only requests to tokenPath with a query string or a body pay for this; the fast path
 // of ServeHTTP passes the others as before.
+
+// atTokenPath reports whether a request path names tokenPath for a lenient router: same
+// path once ";params" are cut, dot segments and repeated slashes cleaned, a trailing
+// slash dropped and case folded.
+func atTokenPath(p, tokenPath string) bool {
+	if p == tokenPath {
+		return true
+	}
+	if i := strings.IndexByte(p, ';'); i >= 0 {
+		p = p[:i]
+	}
+	if len(p) < len(tokenPath) {
+		return false
+	}
+	return strings.EqualFold(path.Clean("/"+p), path.Clean(tokenPath))
+}
 
 // errInvalidGrant is the token endpoint's error for a revoked refresh token (RFC 6749
 // §5.2).

@@ -60,6 +60,12 @@ func TestRefreshRevokedIsRefusedAtTheEdge(t *testing.T) {
 		tokenReq(http.MethodGet, testTokenPath+"?grant_type=refresh_token&refresh_token=rt-revoked", "", ""),
 		tokenReq(http.MethodPost, testTokenPath+"?refresh_token=rt-revoked", form, "grant_type=refresh_token&refresh_token=rt-other"),
 		chunked,
+		tokenReq(http.MethodPost, "/TOKEN", form, "grant_type=refresh_token&refresh_token=rt-revoked"),
+		tokenReq(http.MethodPost, "/token/", form, "grant_type=refresh_token&refresh_token=rt-revoked"),
+		tokenReq(http.MethodPost, "//token", form, "grant_type=refresh_token&refresh_token=rt-revoked"),
+		tokenReq(http.MethodPost, "/x/../token", form, "grant_type=refresh_token&refresh_token=rt-revoked"),
+		tokenReq(http.MethodPost, "/token;jsessionid=1", form, "grant_type=refresh_token&refresh_token=rt-revoked"),
+		tokenReq(http.MethodPost, "/%74oken", form, "grant_type=refresh_token&refresh_token=rt-revoked"),
 	}
 	m, b := refreshFixture(t)
 	for i, req := range cases {
@@ -115,6 +121,7 @@ func TestRefreshEverythingElsePassesByteForByte(t *testing.T) {
 		{testTokenPath, "application/json", `{"grant_type":"refresh_token","refresh_token":"rt-other"}`},
 		{testTokenPath, "application/json", `{"grant_type":"refresh_token","refresh_token":`}, // not JSON: the provider refuses it
 		{"/api/other", form, "refresh_token=rt-revoked"},                                      // not the token endpoint
+		{"/token/revocation", form, "refresh_token=rt-revoked"},                               // nor is this
 	}
 	for i, c := range bodies {
 		req := tokenReq(http.MethodPost, c.path, c.ct, c.body)
