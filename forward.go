@@ -22,7 +22,8 @@ import (
 // operators map another path with Traefik's replacePath) with its method, headers and
 // body byte for byte. The gateway reads the token and token_type_hint from the form
 // first, bounded by maxBodyCheck, and refuses (400, 413) a request it cannot read the
-// way the provider would: not application/x-www-form-urlencoded, a Content-Encoding,
+// way the provider would: not application/x-www-form-urlencoded, a charset other than
+// UTF-8, ASCII or Latin-1, a Content-Encoding,
 // malformed form encoding, a repeated parameter, a query string naming a token (some
 // providers merge query and body). Other methods get 405 as in local mode (RFC 7009
 // takes POST only), except OPTIONS (a CORS preflight), which the provider answers.
@@ -164,6 +165,9 @@ func (m *Middleware) readForwardForm(req *http.Request) (forwardForm, int, strin
 	}
 	if mt, _, err := mime.ParseMediaType(cts[0]); err != nil || mt != "application/x-www-form-urlencoded" {
 		return f, http.StatusBadRequest, "The request must be application/x-www-form-urlencoded"
+	}
+	if !asciiCharset(strings.ToLower(cts[0])) {
+		return f, http.StatusBadRequest, "The request body's charset is not one the gateway reads"
 	}
 	if ce := req.Header["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
 		return f, http.StatusBadRequest, "Revocation requests with a Content-Encoding are not accepted"

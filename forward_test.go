@@ -224,6 +224,8 @@ func TestForwardRefusesWhatItCannotRead(t *testing.T) {
 	gz.Header.Set("Content-Encoding", "gzip")
 	json := revokeReq(`{"token":"tok-a"}`, basic("rp", "rp-secret"))
 	json.Header.Set("Content-Type", "application/json")
+	utf16 := revokeReq("t\x00o\x00k\x00e\x00n\x00=\x00a\x00", basic("rp", "rp-secret"))
+	utf16.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-16le")
 	two := revokeReq("token=tok-a", basic("rp", "rp-secret"))
 	two.Header.Add("Content-Type", "text/plain")
 	cases := []struct {
@@ -236,6 +238,7 @@ func TestForwardRefusesWhatItCannotRead(t *testing.T) {
 		{"semicolon", revokeReq("token=tok-b;token=tok-a", basic("rp", "rp-secret")), http.StatusBadRequest},
 		{"gzip", gz, http.StatusBadRequest},
 		{"json", json, http.StatusBadRequest},
+		{"utf-16", utf16, http.StatusBadRequest},
 		{"two content types", two, http.StatusBadRequest},
 		{"token in the query", func() *http.Request {
 			r := revokeReq("token=tok-b", basic("rp", "rp-secret"))

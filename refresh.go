@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"mime"
 	"net/http"
 	"path"
 	"strings"
@@ -36,7 +37,9 @@ import (
 //     JSON object when it is one: every member whose name matches refresh_token without
 //     regard to case (Go's encoding/json matches struct fields that way), string or
 //     array of strings;
-//   - refused with 400: multipart bodies (RFC 6749 §3.2 allows only urlencoded ones, and
+//   - refused with 400: a charset other than UTF-8, ASCII or Latin-1 (parsers decode
+//     with it: "refresh_token" in UTF-16 is not the bytes the gateway looks for),
+//     multipart bodies (RFC 6749 §3.2 allows only urlencoded ones, and
 //     providers read parts differently), bodies with a Content-Encoding other than
 //     identity (body parsers inflate gzip; the gateway does not look inside), several
 //     Content-Type headers, a query string or body with more than maxParams parameters
@@ -142,6 +145,10 @@ func (m *Middleware) checkRefresh(req *http.Request, now int64) refreshCheck {
 	if len(cts) == 1 {
 		ct = strings.ToLower(cts[0])
 	}
+	if !asciiCharset(ct) {
+		rc.refuse(http.StatusBadRequest, "The request body's charset is not one the gateway reads")
+		return rc
+	}
 	if strings.Contains(ct, "multipart/") {
 		rc.refuse(http.StatusBadRequest, "The token endpoint takes application/x-www-form-urlencoded bodies, not multipart")
 		return rc
@@ -174,6 +181,26 @@ func (m *Middleware) checkRefresh(req *http.Request, now int64) refreshCheck {
 		m.refreshJSON(body, now, &rc)
 	}
 	return rc
+}
+
+// asciiCharset reports whether a Content-Type (lowercase) names no charset or one in
+// which the gateway reads the same parameter names and tokens as the provider: body
+// parsers decode the body with the charset given (a UTF-16 body hides every name from
+// a byte scan).
+func asciiCharset(ct string) bool {
+	i := strings.Index(ct, "charset")
+	if i < 0 {
+		return true
+	}
+	_, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch strings.Trim(params["charset"], " \"'") {
+	case "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1":
+		return true
+	}
+	return false
 }
 
 // refreshParams checks every refresh_token parameter of a query string or form body.

@@ -96,6 +96,8 @@ func TestRefreshUnreadableRequestsAreRefused(t *testing.T) {
 		{gz, http.StatusBadRequest},
 		{two, http.StatusBadRequest},
 		{mp, http.StatusBadRequest},
+		{tokenReq(http.MethodPost, testTokenPath, form+"; charset=utf-16le", "g\x00=\x00r\x00"), http.StatusBadRequest},
+		{tokenReq(http.MethodPost, testTokenPath, form+"; charset=", "grant_type=refresh_token"), http.StatusBadRequest},
 		{tokenReq(http.MethodPost, testTokenPath, form, "grant_type=refresh_token&refresh_token=rt-other&pad="+strings.Repeat("x", 4096)), http.StatusRequestEntityTooLarge},
 		{tokenReq(http.MethodPost, testTokenPath+"?grant_type=refresh_token&refresh_token="+strings.Repeat("a", maxTokenLength+1), "", ""), http.StatusBadRequest},
 		{tokenReq(http.MethodPost, testTokenPath+"?refresh_token=x"+strings.Repeat("&a", maxParams), "", ""), http.StatusBadRequest},
@@ -116,6 +118,7 @@ func TestRefreshUnreadableRequestsAreRefused(t *testing.T) {
 func TestRefreshEverythingElsePassesByteForByte(t *testing.T) {
 	m, b := refreshFixture(t)
 	bodies := []struct{ path, ct, body string }{
+		{testTokenPath, form + "; charset=UTF-8", "grant_type=refresh_token&refresh_token=rt-other"},
 		{testTokenPath, form, "grant_type=refresh_token&refresh_token=rt-other"},
 		{testTokenPath, form, "grant_type=authorization_code&code=abc&redirect_uri=http%3A%2F%2Fx%2Fcb&code_verifier=v"},
 		{testTokenPath, "application/json", `{"grant_type":"refresh_token","refresh_token":"rt-other"}`},
