@@ -116,3 +116,39 @@ func (d *domain) revokeRule(r revocation) (int64, error) {
 	}
 	return cutoff, d.link.publish(r)
 }
+
+// endRefreshSession implements refreshRevokesSession (RFC 7009 §2.1: revoking a refresh
+// token should end the access tokens of its grant): a revoked JWT refresh token
+// (token_type_hint refresh_token, or a typ header naming a refresh token) of a
+// configured issuer, whose signature verifies and which carries sid, adds that session's
+// rule with the revocation time as its cutoff. The signature matters here: RFC 7009
+// answers 200 to any token, so an unverified sid would let a client end anyone's session.
+func (m *Middleware) endRefreshSession(token, hint, client string, now time.Time) error {
+	if !m.settings.refreshRevokesSession || m.issuers == nil {
+		return nil
+	}
+	tok, err := parseJWS(token)
+	if err != nil || !tok.Claims.HasIss || !tok.Claims.HasSid || tok.Claims.Sid == "" {
+		return nil
+	}
+	typ := strings.ToLower(tok.Header.Typ)
+	if hint != "refresh_token" && typ != "refresh+jwt" && typ != "rt+jwt" && typ != "application/refresh+jwt" {
+		return nil
+	}
+	li := m.issuers.byIss[tok.Claims.Iss]
+	if li == nil {
+		return nil
+	}
+	if err, _ := li.verify(tok, now); err != nil {
+		return nil
+	}
+	s := m.settings
+	cutoff := now.Unix()
+	exp := capExpiry(cutoff+int64((s.maxTokenLifetime+s.clockSkew)/time.Second), cutoff, s.maxTTL)
+	key := ruleKey(tok.Claims.Iss, tok.Claims.Sid)
+	if _, err := m.domain.revokeRule(revocation{sum: key, kind: kindSID, cutoff: cutoff, exp: exp, revokedAt: now, client: client}); err != nil {
+		return err
+	}
+	m.log.infof("refresh token revoked: session rule %s of issuer %q ends its session", shortHash(key), tok.Claims.Iss)
+	return nil
+}

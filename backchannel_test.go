@@ -331,3 +331,68 @@ func slotExp(m *Middleware, key [32]byte) int64 {
 	}
 	return m.cache.exps[slot]
 }
+
+// refreshRevokesSession: a revoked, verified JWT refresh token carrying sid ends that
+// session (local mode and forward mode); forgeries, access tokens and the setting off
+// end nothing.
+func TestRefreshRevokesSession(t *testing.T) {
+	k := testKeys(t)
+	now := time.Now().Unix()
+	refresh := func(key interface{}, kid, sid string) string {
+		return signToken(t, "ES256", key, map[string]interface{}{"kid": kid, "typ": "refresh+jwt"},
+			map[string]interface{}{"iss": testIss, "sub": testSub, "sid": sid, "iat": now - 30, "exp": now + 3600})
+	}
+	session := claimsToken(t, accessClaims(testIss, testSub, "sess-r", now-20))
+	other := claimsToken(t, accessClaims(testIss, testSub, "sess-other", now-20))
+
+	run := func(t *testing.T, m *Middleware, revokeTok func(tok, hint string) int) {
+		t.Helper()
+		// Not ending the session: a forgery naming the session, an access token, no hint.
+		for _, c := range []struct{ tok, hint string }{
+			{refresh(k.p256b, "e256", "sess-r"), "refresh_token"},
+			{claimsToken(t, accessClaims(testIss, testSub, "sess-r", now-10)), "access_token"},
+		} {
+			if got := revokeTok(c.tok, c.hint); got != 200 {
+				t.Fatalf("revoke: %d", got)
+			}
+		}
+		if got := serve(m, bearerReq(session)).Code; got == http.StatusUnauthorized {
+			t.Fatal("a forged refresh token or an access token ended the session")
+		}
+		if got := revokeTok(refresh(k.p256, "e256", "sess-r"), "refresh_token"); got != 200 {
+			t.Fatalf("revoke: %d", got)
+		}
+		if got := serve(m, bearerReq(session)).Code; got != http.StatusUnauthorized {
+			t.Fatalf("the session's access token after its refresh token was revoked: %d", got)
+		}
+		if got := serve(m, bearerReq(other)).Code; got == http.StatusUnauthorized {
+			t.Fatal("another session was ended")
+		}
+	}
+	t.Run("local", func(t *testing.T) {
+		m, _ := newLogoutMiddleware(t, func(c *Config) { c.RefreshRevokesSession = true })
+		run(t, m, func(tok, hint string) int {
+			return serve(m, revokeReq("token="+url.QueryEscape(tok)+"&token_type_hint="+hint, basic("portal", "s3cret"))).Code
+		})
+	})
+	t.Run("forward", func(t *testing.T) {
+		p := &provider{}
+		m, _ := newLogoutMiddleware(t, func(c *Config) { c.RefreshRevokesSession = true; c.RevokeMode = "forward" })
+		m.next = p
+		run(t, m, func(tok, hint string) int {
+			return serve(m, revokeReq("token="+url.QueryEscape(tok)+"&token_type_hint="+hint, basic("rp", "rp-secret"))).Code
+		})
+		if p.count() != 5 {
+			t.Fatalf("the provider got %d requests, want 3 revocations and the 2 bearer requests that passed", p.count())
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		m, _ := newLogoutMiddleware(t, nil)
+		if got := serve(m, revokeReq("token="+url.QueryEscape(refresh(k.p256, "e256", "sess-r"))+"&token_type_hint=refresh_token", basic("portal", "s3cret"))).Code; got != 200 {
+			t.Fatal(got)
+		}
+		if m.cache.ruleCount() != 0 {
+			t.Fatal("a rule was added with refreshRevokesSession off")
+		}
+	})
+}

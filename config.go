@@ -49,6 +49,10 @@ type settings struct {
 	maxTokenLifetime time.Duration
 	// logoutPath is the back-channel logout receiver ("" when off).
 	logoutPath string
+	// forward mode, tokenPath and refreshRevokesSession: see parseForward (forward.go).
+	forward               bool
+	tokenPath             string
+	refreshRevokesSession bool
 }
 
 // Defaults of the optional settings.
@@ -153,7 +157,10 @@ func parseConfig(c *Config) (*settings, error) {
 		s.maxBodyCheck = int64(c.MaxBodyCheck)
 	}
 	s.rates = make(map[string]int)
-	if len(c.Clients) == 0 {
+	if err := parseForward(c, s); err != nil {
+		return nil, err
+	}
+	if len(c.Clients) == 0 && !s.forward {
 		return nil, errors.New("tokenrevoke: clients: at least one client (id and secret or secretSha256) is required")
 	}
 	for i, cl := range c.Clients {
@@ -225,6 +232,9 @@ func parseLogoutConfig(c *Config, s *settings) error {
 	}
 	s.maxTokenLifetime = life
 	s.issuers = c.Issuers
+	if s.refreshRevokesSession && len(c.Issuers) == 0 {
+		return errors.New("tokenrevoke: refreshRevokesSession: needs issuers (a refresh token's signature is verified before its session is ended)")
+	}
 	s.logoutPath = strings.TrimSpace(c.BackchannelLogoutPath)
 	if s.logoutPath == "" {
 		return nil
@@ -232,8 +242,8 @@ func parseLogoutConfig(c *Config, s *settings) error {
 	if !strings.HasPrefix(s.logoutPath, "/") {
 		return fmt.Errorf("tokenrevoke: backchannelLogoutPath: %q must start with /", s.logoutPath)
 	}
-	if s.logoutPath == s.revokePath || s.logoutPath == s.statusPath || s.logoutPath == s.metricsPath {
-		return errors.New("tokenrevoke: backchannelLogoutPath: must differ from revokePath, statusPath and metricsPath")
+	if s.logoutPath == s.revokePath || s.logoutPath == s.statusPath || s.logoutPath == s.metricsPath || s.logoutPath == s.tokenPath {
+		return errors.New("tokenrevoke: backchannelLogoutPath: must differ from revokePath, statusPath, metricsPath and tokenPath")
 	}
 	if len(c.Issuers) == 0 {
 		return errors.New("tokenrevoke: backchannelLogoutPath: needs issuers (whose logout tokens it accepts)")

@@ -62,6 +62,15 @@ type Config struct {
 	// BackchannelLogoutPath, when set, receives OpenID Connect back-channel logout
 	// tokens (POST, form parameter logout_token).
 	BackchannelLogoutPath string `json:"backchannelLogoutPath,omitempty"`
+	// RevokeMode is "local" (the plugin authenticates clients and answers revocations)
+	// or "forward" (the identity provider behind the router answers them; forward.go).
+	RevokeMode string `json:"revokeMode,omitempty"`
+	// TokenPath, when set, is the identity provider's token endpoint behind this router:
+	// refresh grants presenting a revoked refresh token are refused there (refresh.go).
+	TokenPath string `json:"tokenPath,omitempty"`
+	// RefreshRevokesSession: a revoked JWT refresh token carrying sid also ends that
+	// session (parsed; the behaviour comes with the session rules).
+	RefreshRevokesSession bool `json:"refreshRevokesSession,omitempty"`
 }
 
 // ClientConfig is a client allowed to revoke tokens.
@@ -175,6 +184,9 @@ func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Reque
 	}
 	// Not synced: a request that carries a token anywhere a backend could read one waits.
 	in := m.inspect(req, time.Now().Unix())
+	if !in.found && m.settings.tokenPath != "" && atTokenPath(req.URL.Path, m.settings.tokenPath) {
+		in.found = refreshPresented(m, req) // a refresh grant waits too
+	}
 	switch {
 	case in.verdict != passRequest:
 		reject(m, rw, &in)
@@ -286,7 +298,11 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 	switch req.URL.Path {
 	case m.revokePath:
-		m.serveRevoke(rw, req)
+		if m.settings.forward {
+			serveForward(m, rw, req)
+		} else {
+			m.serveRevoke(rw, req)
+		}
 		return
 	case m.statusPath:
 		if m.statusPath != "" {
@@ -303,6 +319,9 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 			m.serveBackchannelLogout(rw, req)
 			return
 		}
+	}
+	if m.settings.tokenPath != "" && atTokenPath(req.URL.Path, m.settings.tokenPath) && refuseRevokedRefresh(m, rw, req) {
+		return
 	}
 	in := m.inspect(req, time.Now().Unix())
 	if in.verdict != passRequest {

@@ -74,7 +74,11 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 			return
 		}
 		r := revocation{sum: key, kind: kind, hint: hint, exp: exp, revokedAt: now, client: client}
-		if err := m.domain.revoke(r); err != nil {
+		err := m.domain.revoke(r)
+		if err == nil {
+			err = m.endRefreshSession(token, hint, client, now)
+		}
+		if err != nil {
 			m.log.errorf("revocation of token %s kept locally but not confirmed by NATS: %v", shortHash(key), err)
 			writeError(rw, http.StatusInternalServerError, errServerError,
 				"The revocation could not be shared with the other gateways; retry the request")

@@ -400,5 +400,3 @@ func readClaims(tok string) (ruleClaims, bool) {
 	}
 	return cl, true
 }
-
-

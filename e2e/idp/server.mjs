@@ -36,6 +36,8 @@
 //        when a client lists several: forwards the provider's form POST unchanged to each
 //        of them and answers 200 only if every one answered 200 or 204.
 //   GET  /__test/events              the back-channel deliveries seen so far.
+//   GET  /__test/requests            every request the listener got (method and path only,
+//        never a parameter: no token or secret), the test hooks' own excepted.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -108,6 +110,7 @@ const keys = await keysP;
 // ---------------------------------------------------------------- clients
 
 const deliveries = []; // back-channel logout deliveries (provider-made and test hook)
+const requests = []; // method and path of every request but the test hooks' (GET /__test/requests)
 
 const clients = clientsIn.map((c, i) => {
   const clientId = c.client_id ?? (i === 0 ? 'rp' : `rp${i + 1}`);
@@ -341,6 +344,11 @@ provider.use(async (ctx, next) => {
     return undefined;
   }
 
+  if (ctx.method === 'GET' && ctx.path === '/__test/requests') {
+    ctx.body = { requests };
+    return undefined;
+  }
+
   if (ctx.method === 'GET' && ctx.path === '/__test/events') {
     ctx.body = { deliveries };
     return undefined;
@@ -352,6 +360,7 @@ provider.use(async (ctx, next) => {
 
 const callback = provider.callback();
 app = (req, res) => {
+  if (!req.url.startsWith('/__test/')) requests.push({ method: req.method, path: req.url.split('?')[0] });
   // Serve the issuer's path (if any) on the local listener too, the way koa-mount does.
   if (prefix && !req.url.startsWith('/__test/')) {
     if (req.url !== prefix && !req.url.startsWith(`${prefix}/`) && !req.url.startsWith(`${prefix}?`)) {

@@ -271,6 +271,10 @@ func (idp *IdP) stop() {
 	<-idp.done
 }
 
+// Stop stops the provider before the test ends (it is also stopped on t.Cleanup): its
+// port then refuses connections.
+func (idp *IdP) Stop() { idp.stop() }
+
 // Stderr is what the provider wrote to stderr so far (one JSON line per back-channel
 // delivery, logout, revoked grant and server error, besides oidc-provider's warnings).
 func (idp *IdP) Stderr() string { return idp.stderr.String() }
@@ -561,6 +565,25 @@ func (idp *IdP) Events(t testing.TB) []Delivery {
 		t.Fatalf("idptest: events: %v", err)
 	}
 	return out.Deliveries
+}
+
+// Request is one request the provider's listener received: method and path only.
+type Request struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+}
+
+// Requests lists every request the provider's listener received so far (the test
+// hooks' own excepted), in order.
+func (idp *IdP) Requests(t testing.TB) []Request {
+	t.Helper()
+	var out struct {
+		Requests []Request `json:"requests"`
+	}
+	if err := idp.httpJSON(http.MethodGet, idp.URL+"/__test/requests", nil, &out); err != nil {
+		t.Fatalf("idptest: requests: %v", err)
+	}
+	return out.Requests
 }
 
 func (idp *IdP) httpJSON(method, url string, body []byte, out any) error {
