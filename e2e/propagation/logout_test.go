@@ -265,10 +265,11 @@ func readRawManifest(t testing.TB, u string) map[string]any {
 	return man
 }
 
-// A rule published by anyone with nats.go in the documented format is enforced, and a
-// snapshot written without rules (the tokenrevoke command's) is not used while the stream
-// holds rules it lacks: the gateway replays the whole stream instead.
-func TestRulesFromNatsGoAndRulelessSnapshot(t *testing.T) {
+// A rule published by anyone with nats.go in the documented format is enforced; the
+// tokenrevoke command's snapshot carries it to a gateway that starts from it; and a
+// snapshot manifest written without rules (earlier versions) is not used while the
+// stream holds rules: the gateway replays the whole stream instead.
+func TestRulesFromNatsGoAndSnapshots(t *testing.T) {
 	idp := newTestIdP(t)
 	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
 	fillStream(t, srv.URL, 50)
@@ -288,27 +289,49 @@ func TestRulesFromNatsGoAndRulelessSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	fillStreamFrom(t, srv.URL, 50, 10)
-	// The command's snapshot has no rules.
 	bin := buildCLI(t)
-	if out, err := exec.Command(bin, "-s", srv.URL, "snapshot").CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "-s", srv.URL, "snapshot").CombinedOutput(); err != nil || !strings.Contains(string(out), "60 entries and 1 rules") {
 		t.Fatalf("tokenrevoke snapshot: %v\n%s", err, out)
 	}
+	check := func(g *gateway) {
+		t.Helper()
+		if g.call(idp.access(t, "carol", "sess-9", now-1)) != 401 {
+			t.Fatalf("%s: the rule published with nats.go is not enforced", g.Name)
+		}
+		if g.call(idp.access(t, "carol", "sess-8", now-1)) != 200 {
+			t.Fatalf("%s: another session is rejected", g.Name)
+		}
+		if g.call("sync-token-55") != 401 {
+			t.Fatalf("%s: a revoked token passes", g.Name)
+		}
+	}
 	extra := map[string]any{"stream": "REVOCATIONS"}
-	g := newGateway(t, natsConfig([]string{srv.URL}, "gw-r", extra))
-	st := waitSnapshotStatus(t, g, 30*time.Second, "synced", func(s snapshotPart) bool { return s.Synced })
+	g1 := newGateway(t, natsConfig([]string{srv.URL}, "gw-1", extra))
+	st := waitSnapshotStatus(t, g1, 30*time.Second, "synced", func(s snapshotPart) bool { return s.Synced })
+	if st.NATS.Snapshot.LoadedSequence == 0 || st.NATS.Received != 0 || rulesOf(t, g1) != 1 {
+		t.Fatalf("gw-1 did not start from the command's snapshot: %s\nlog:\n%s", g1.status(), g1.logged())
+	}
+	check(g1)
+
+	// The same snapshot, its manifest as a writer without rules would have written it.
+	man := readRawManifest(t, srv.URL)
+	for _, k := range []string{"withRules", "ruleSlots", "ruleChunks"} {
+		delete(man, k)
+	}
+	b, _ := json.Marshal(man)
+	mm := nats.NewMsg("tokens.revoked-snapshots.manifest")
+	mm.Header.Set("Nats-TTL", "3600s")
+	mm.Data = b
+	if _, err := js.PublishMsg(mm); err != nil {
+		t.Fatal(err)
+	}
+	g2 := newGateway(t, natsConfig([]string{srv.URL}, "gw-2", extra))
+	st = waitSnapshotStatus(t, g2, 30*time.Second, "synced", func(s snapshotPart) bool { return s.Synced })
 	if st.NATS.Snapshot.LoadedSequence != 0 {
-		t.Fatalf("the gateway used a snapshot without the stream's rule; log:\n%s", g.logged())
+		t.Fatalf("gw-2 used a snapshot without the stream's rule; log:\n%s", g2.logged())
 	}
-	if !strings.Contains(g.logged(), "written without session and subject rules") {
-		t.Fatalf("no reason logged; log:\n%s", g.logged())
+	if !strings.Contains(g2.logged(), "written without session and subject rules") {
+		t.Fatalf("no reason logged; log:\n%s", g2.logged())
 	}
-	if g.call(idp.access(t, "carol", "sess-9", now-1)) != 401 {
-		t.Fatal("the rule published with nats.go is not enforced")
-	}
-	if g.call(idp.access(t, "carol", "sess-8", now-1)) != 200 {
-		t.Fatal("another session is rejected")
-	}
-	if g.call("sync-token-55") != 401 {
-		t.Fatal("a revoked token passes")
-	}
+	check(g2)
 }

@@ -30,7 +30,7 @@ type snapshotResult struct {
 	Expired      int64   `json:"expired"`
 	Duplicates   int64   `json:"duplicates"`
 	Malformed    int64   `json:"malformed"`
-	RulesLeftOut int64   `json:"rulesLeftOut"`
+	Rules        int     `json:"rules"`
 	ReadSeconds  float64 `json:"readSeconds"`
 	WriteSeconds float64 `json:"writeSeconds"`
 	PurgedOlder  bool    `json:"purgedOlder"`
@@ -54,9 +54,9 @@ in stream <stream>_SNAPSHOTS (created with the gateways' configuration if missin
 Then the chunks of older snapshots are purged, as a gateway does after writing one.
 
 A gateway that starts after this loads the snapshot and replays only what was stored
-after it. Only kinds token and jws (and version-1 messages) go into snapshots:
-session and subject rules (sid, sub) are left out for now, and a gateway that loads
-the snapshot does not learn rules stored before its sequence.`,
+after it. Revocations of every kind (token, jws, jwe, version 1) and session and subject
+rules (sid, sub; in rule chunks after the token chunks, the latest cutoff per key) go
+into it.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			if err := a.needStream("snapshot"); err != nil {
@@ -96,9 +96,19 @@ type collected struct {
 	keys    [][32]byte
 	exps    []int64
 	seqs    []uint64
+	rules   map[ruleID]ruleVal
 	lastSeq uint64
 	res     snapshotResult
 }
+
+// ruleID and ruleVal collect session and subject rules: the latest cutoff and expiry
+// per kind and key, as gateways keep them.
+type ruleID struct {
+	kind uint8
+	key  wire.Key
+}
+
+type ruleVal struct{ cutoff, exp int64 }
 
 // rawMsg is one delivered message on its way to the decoder.
 type rawMsg struct {
@@ -120,7 +130,16 @@ func (c *collected) add(prefix string, r rawMsg) {
 	case err != nil:
 		c.res.Malformed++
 	case e.Kind == wire.KindSID || e.Kind == wire.KindSub:
-		c.res.RulesLeftOut++
+		id := ruleID{kind: snapshot.RuleSID, key: k}
+		if e.Kind == wire.KindSub {
+			id.kind = snapshot.RuleSub
+		}
+		if c.rules == nil {
+			c.rules = make(map[ruleID]ruleVal)
+		}
+		v := c.rules[id]
+		v.cutoff, v.exp = max(v.cutoff, e.Cutoff), max(v.exp, e.Exp)
+		c.rules[id] = v
 	default:
 		if i, ok := c.index[k]; ok {
 			// Keep the latest message of a subject.
@@ -281,9 +300,6 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 	res := col.res
 	res.Stream = c.stream
 	res.ReadSeconds = time.Since(start).Seconds()
-	if res.RulesLeftOut > 0 {
-		res.Note = fmt.Sprintf("%d session/subject rule(s) (kinds sid, sub) are not in snapshots yet: a gateway that loads this snapshot does not learn them", res.RulesLeftOut)
-	}
 
 	// Drop expired entries, and order the rest by expiry: a gateway's loader does one
 	// expiry-bucket lookup per change of bucket, so sorted chunks load fastest.
@@ -302,10 +318,23 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 	for j, i := range live {
 		keys[j], exps[j] = col.keys[i], col.exps[i]
 	}
-	col.keys, col.exps, col.seqs, col.index = nil, nil, nil, nil
+	var rkeys [][32]byte
+	var rkinds []uint8
+	var rcutoffs, rexps []int64
+	for id, v := range col.rules {
+		if v.exp <= now || v.cutoff <= 0 || v.cutoff > v.exp {
+			res.Expired++
+			continue
+		}
+		rkeys = append(rkeys, id.key)
+		rkinds = append(rkinds, id.kind)
+		rcutoffs = append(rcutoffs, v.cutoff)
+		rexps = append(rexps, v.exp)
+	}
+	col.keys, col.exps, col.seqs, col.index, col.rules = nil, nil, nil, nil, nil
 	res.Seq = col.lastSeq
-	if len(keys) == 0 || res.Seq == 0 {
-		res.Note = joinNote(res.Note, "no live token revocations: nothing to snapshot")
+	if len(keys)+len(rkeys) == 0 || res.Seq == 0 {
+		res.Note = joinNote(res.Note, "no live revocations or rules: nothing to snapshot")
 		return res, nil
 	}
 
@@ -324,6 +353,18 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 		}
 		futs = append(futs, f)
 	}
+	tokenChunks := len(futs)
+	for from := 0; from < len(rkeys); from += snapshot.RuleChunkSlots {
+		to := min(from+snapshot.RuleChunkSlots, len(rkeys))
+		m := nats.NewMsg(snapshot.ChunkSubject(c.subject, id, len(futs)))
+		m.Header.Set(jetstream.MsgTTLHeader, chunkTTL)
+		m.Data = snapshot.EncodeRuleChunk(rkeys[from:to], rkinds[from:to], rcutoffs[from:to], rexps[from:to])
+		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(snapshot.StreamName(c.stream)), jetstream.WithStallWait(30*time.Second))
+		if err != nil {
+			return res, fmt.Errorf("writing snapshot rule chunk %d: %v", len(futs)-tokenChunks, err)
+		}
+		futs = append(futs, f)
+	}
 	chunks := make([]uint64, len(futs))
 	for i, f := range futs {
 		select {
@@ -336,7 +377,8 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 		}
 	}
 	man := snapshot.Manifest{V: 1, ID: id, Stream: c.stream, StreamCreated: info.Created, Seq: res.Seq,
-		Slots: len(keys), Chunks: chunks, Writer: writer, WrittenAt: time.Now().UTC()}
+		Slots: len(keys), Chunks: chunks[:tokenChunks], WithRules: true, RuleSlots: len(rkeys),
+		RuleChunks: chunks[tokenChunks:], Writer: writer, WrittenAt: time.Now().UTC()}
 	body, _ := json.Marshal(man)
 	m := nats.NewMsg(snapshot.ManifestSubject(c.subject))
 	m.Header.Set(jetstream.MsgTTLHeader, wire.TTL(now+int64(ttl/time.Second), time.Unix(now, 0)))
@@ -347,7 +389,7 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 	if err != nil {
 		return res, fmt.Errorf("writing the snapshot manifest: %v", err)
 	}
-	res.Written, res.ID, res.Slots, res.Chunks = true, id, len(keys), len(chunks)
+	res.Written, res.ID, res.Slots, res.Chunks, res.Rules = true, id, len(keys), len(chunks), len(rkeys)
 	// Remove the chunks of every older snapshot: all chunk messages stored before this
 	// snapshot's first chunk (as the gateways do; a purge below sequence 1 would mean no
 	// limit at all).
@@ -382,12 +424,12 @@ func (a *app) printSnapshot(r snapshotResult) {
 	}
 	w := a.stdout()
 	if r.Written {
-		fmt.Fprintf(w, "snapshot %s of stream %s: sequence %d, %d entries in %d chunks (read %d messages in %.2fs, wrote in %.2fs)\n",
-			r.ID, r.Stream, r.Seq, r.Slots, r.Chunks, r.Read, r.ReadSeconds, r.WriteSeconds)
+		fmt.Fprintf(w, "snapshot %s of stream %s: sequence %d, %d entries and %d rules in %d chunks (read %d messages in %.2fs, wrote in %.2fs)\n",
+			r.ID, r.Stream, r.Seq, r.Slots, r.Rules, r.Chunks, r.Read, r.ReadSeconds, r.WriteSeconds)
 	} else {
 		fmt.Fprintf(w, "no snapshot written for stream %s (read %d messages)\n", r.Stream, r.Read)
 	}
-	fmt.Fprintf(w, "  left out: %d expired, %d duplicates, %d malformed, %d sid/sub rules\n", r.Expired, r.Duplicates, r.Malformed, r.RulesLeftOut)
+	fmt.Fprintf(w, "  left out: %d expired, %d duplicates, %d malformed\n", r.Expired, r.Duplicates, r.Malformed)
 	if r.Written && r.PurgedOlder {
 		fmt.Fprintf(w, "  older snapshots purged\n")
 	}

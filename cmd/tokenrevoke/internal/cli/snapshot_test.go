@@ -24,6 +24,9 @@ type testManifest struct {
 	Seq           uint64    `json:"seq"`
 	Slots         int       `json:"slots"`
 	Chunks        []uint64  `json:"chunks"`
+	WithRules     bool      `json:"withRules"`
+	RuleSlots     int       `json:"ruleSlots"`
+	RuleChunks    []uint64  `json:"ruleChunks"`
 	Writer        string    `json:"writer"`
 	WrittenAt     time.Time `json:"writtenAt"`
 }
@@ -147,13 +150,13 @@ func TestSnapshotMatchesGatewayFormat(t *testing.T) {
 		t.Fatalf("%s: %v", r.stdout, err)
 	}
 	info := streamInfo(t, js, "REVOCATIONS")
-	if !res.Written || res.Slots != n+1 || res.Chunks != 3 || res.Expired != 1 || res.Malformed != 1 ||
-		res.RulesLeftOut != 1 || res.Seq != info.State.LastSeq || res.Read != int64(n+4) || !strings.Contains(res.Note, "sid") {
+	if !res.Written || res.Slots != n+1 || res.Chunks != 4 || res.Expired != 1 || res.Malformed != 1 ||
+		res.Rules != 1 || res.Seq != info.State.LastSeq || res.Read != int64(n+4) {
 		t.Fatalf("snapshot result %+v (stream last seq %d)", res, info.State.LastSeq)
 	}
 
 	man, entries := readTestSnapshot(t, js)
-	if man.ID != res.ID || man.Seq != res.Seq || len(man.Chunks) != 3 {
+	if man.ID != res.ID || man.Seq != res.Seq || len(man.Chunks) != 3 || !man.WithRules || man.RuleSlots != 1 || len(man.RuleChunks) != 1 {
 		t.Fatalf("manifest %+v, result %+v", man, res)
 	}
 	if len(entries) != n+1 {
@@ -195,17 +198,24 @@ func TestSnapshotMatchesGatewayFormat(t *testing.T) {
 			t.Fatalf("chunk seq %d of the replaced snapshot is still there", seq)
 		}
 	}
-	if si := streamInfo(t, js, "REVOCATIONS_SNAPSHOTS"); si.State.Msgs != uint64(len(man2.Chunks)+1) {
-		t.Fatalf("snapshot stream holds %d messages, want %d chunks + manifest", si.State.Msgs, len(man2.Chunks))
+	if si := streamInfo(t, js, "REVOCATIONS_SNAPSHOTS"); si.State.Msgs != uint64(len(man2.Chunks)+len(man2.RuleChunks)+1) {
+		t.Fatalf("snapshot stream holds %d messages, want %d chunks, %d rule chunks + manifest", si.State.Msgs, len(man2.Chunks), len(man2.RuleChunks))
 	}
 }
 
-// snapshot of a stream without live token revocations writes nothing.
+// snapshot of a stream without live revocations or rules writes nothing; rules alone
+// make a snapshot.
 func TestSnapshotNothingLive(t *testing.T) {
 	url := startNATS(t)
-	mustRun(t, url, "", 0, "revoke-session", "--issuer", "i", "--sid", "s")
+	mustRun(t, url, "", 0, "revoke", "short-lived", "--ttl", "1s")
+	time.Sleep(1100 * time.Millisecond)
 	r := mustRun(t, url, "", 0, "snapshot")
 	if !strings.Contains(r.stdout, "no snapshot written") || !strings.Contains(r.stdout, "nothing to snapshot") {
+		t.Fatalf("snapshot of an expired revocation:\n%s", r.stdout)
+	}
+	mustRun(t, url, "", 0, "revoke-session", "--issuer", "i", "--sid", "s")
+	r = mustRun(t, url, "", 0, "snapshot")
+	if !strings.Contains(r.stdout, "0 entries and 1 rules") {
 		t.Fatalf("snapshot of rules only:\n%s", r.stdout)
 	}
 	mustRun(t, url, "", 1, "snapshot", "--stream", "NOSUCH")

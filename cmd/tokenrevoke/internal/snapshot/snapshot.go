@@ -5,8 +5,13 @@
 //   - chunk messages <subject>-snapshots.<id>.<n>: "TRS1", a little-endian uint32
 //     count, count 32-byte keys, then count little-endian int64 expiries; at most
 //     ChunkSlots entries each
+//   - session and subject rules after them, numbered on: "TRR1", a little-endian
+//     uint32 count, count 32-byte keys, count kinds (1 sid, 2 sub), count int64
+//     cutoffs, count int64 expiries; at most RuleChunkSlots each
 //   - then a JSON manifest on <subject>-snapshots.manifest naming the stream, its
-//     creation time, the sequence covered and the chunks' stream sequences in order.
+//     creation time, the sequence covered and the chunks' stream sequences in order
+//     (withRules: rule chunks in ruleChunks; a gateway uses a manifest without it only
+//     if the stream holds no rule up to its sequence).
 package snapshot
 
 import (
@@ -23,6 +28,13 @@ const (
 	SlotLen   = 32 + 8
 	// ChunkSlots bounds a chunk to ~512 KiB, as the plugin does (it refuses larger).
 	ChunkSlots = 13107
+	// RuleMagic starts a chunk of rules; RuleChunkSlots bounds one (the plugin's limit).
+	RuleMagic      = "TRR1"
+	RuleSlotLen    = 32 + 1 + 8 + 8
+	RuleChunkSlots = 10000
+	// Rule kinds in a rule chunk.
+	RuleSID = 1
+	RuleSub = 2
 )
 
 // Manifest describes one complete snapshot (version 1).
@@ -34,6 +46,9 @@ type Manifest struct {
 	Seq           uint64    `json:"seq"`
 	Slots         int       `json:"slots"`
 	Chunks        []uint64  `json:"chunks"`
+	WithRules     bool      `json:"withRules,omitempty"`
+	RuleSlots     int       `json:"ruleSlots,omitempty"`
+	RuleChunks    []uint64  `json:"ruleChunks,omitempty"`
 	Writer        string    `json:"writer"`
 	WrittenAt     time.Time `json:"writtenAt"`
 }
@@ -66,6 +81,29 @@ func EncodeChunk(keys [][32]byte, exps []int64) []byte {
 	for i := range keys {
 		copy(b[off:], keys[i][:])
 		off += 32
+	}
+	for _, e := range exps {
+		binary.LittleEndian.PutUint64(b[off:], uint64(e))
+		off += 8
+	}
+	return b
+}
+
+// EncodeRuleChunk lays out one chunk of rules.
+func EncodeRuleChunk(keys [][32]byte, kinds []uint8, cutoffs, exps []int64) []byte {
+	n := len(keys)
+	b := make([]byte, HeaderLen+n*RuleSlotLen)
+	copy(b, RuleMagic)
+	binary.LittleEndian.PutUint32(b[4:8], uint32(n))
+	off := HeaderLen
+	for i := range keys {
+		copy(b[off:], keys[i][:])
+		off += 32
+	}
+	off += copy(b[off:], kinds)
+	for _, c := range cutoffs {
+		binary.LittleEndian.PutUint64(b[off:], uint64(c))
+		off += 8
 	}
 	for _, e := range exps {
 		binary.LittleEndian.PutUint64(b[off:], uint64(e))
