@@ -1,27 +1,22 @@
 package propagation
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
+	"github.com/tokenrevoke/tokenrevoke/e2e/idptest"
 )
 
 // Session and subject rules (OpenID back-channel logout) across gateways: a logout
@@ -34,69 +29,19 @@ const (
 	logoutPath = "/api/id/v1/auth/backchannel-logout"
 )
 
-// testIdP signs logout tokens and access tokens with one ES256 key.
-type testIdP struct {
-	key  *ecdsa.PrivateKey
-	mu   sync.Mutex
-	jtis int
-}
+// testIdP signs logout tokens and access tokens for logoutIss.
+type testIdP struct{ s *idptest.Signer }
 
-func newTestIdP(t testing.TB) *testIdP {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testIdP{key: k}
-}
+func newTestIdP(t testing.TB) *testIdP { return &testIdP{s: idptest.NewSigner(t, logoutIss)} }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+func (p *testIdP) jwks() string { return p.s.JWKS() }
 
-func (p *testIdP) jwks() string {
-	pad := func(i *big.Int) []byte { b := make([]byte, 32); i.FillBytes(b); return b }
-	doc, _ := json.Marshal(map[string]any{"keys": []any{map[string]any{
-		"kty": "EC", "crv": "P-256", "kid": "k1", "use": "sig", "alg": "ES256",
-		"x": b64(pad(p.key.X)), "y": b64(pad(p.key.Y)),
-	}}})
-	return string(doc)
-}
-
-func (p *testIdP) sign(t testing.TB, typ string, claims map[string]any) string {
-	hb, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": "k1", "typ": typ})
-	cb, _ := json.Marshal(claims)
-	input := b64(hb) + "." + b64(cb)
-	d := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, p.key, d[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return input + "." + b64(sig)
-}
-
-// access is an access token of sub in session sid, issued at iat.
 func (p *testIdP) access(t testing.TB, sub, sid string, iat int64) string {
-	c := map[string]any{"iss": logoutIss, "sub": sub, "aud": "api", "iat": iat, "exp": iat + 600, "jti": fmt.Sprint(iat, sub, sid)}
-	if sid != "" {
-		c["sid"] = sid
-	}
-	return p.sign(t, "at+jwt", c)
+	return p.s.AccessToken(t, sub, sid, iat)
 }
 
-// logout is a logout token for sid (or, with sid "", every session of sub).
 func (p *testIdP) logout(t testing.TB, sub, sid string) string {
-	p.mu.Lock()
-	p.jtis++
-	jti := "jti-" + strconv.Itoa(p.jtis)
-	p.mu.Unlock()
-	now := time.Now().Unix()
-	c := map[string]any{"iss": logoutIss, "aud": logoutAud, "iat": now, "exp": now + 120, "jti": jti,
-		"sub": sub, "events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}}
-	if sid != "" {
-		c["sid"] = sid
-	}
-	return p.sign(t, "logout+jwt", c)
+	return p.s.LogoutToken(t, logoutAud, sub, sid)
 }
 
 // logoutConfig adds the issuer and the receiver to a gateway configuration.
