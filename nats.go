@@ -92,6 +92,9 @@ func startNATSLink(cache *tokenCache, n *natsSettings, log *logger) (link, error
 		CredsFile: n.credsFile,
 		Logf:      nlog.clientLog,
 		OnConnect: l.onConnect,
+		// Each revocation is applied locally before it is published: its echo would
+		// only be applied again, on the reader that the publish's flush waits behind.
+		NoEcho: true,
 	}
 	if n.tls != nil {
 		opts.TLS = &natsclient.TLSOptions{

@@ -941,3 +941,57 @@ func TestConnectValidation(t *testing.T) {
 		t.Error("malformed creds accepted")
 	}
 }
+
+// NoEcho: the server does not deliver a connection's own publications to it; other
+// connections get them.
+func TestNoEcho(t *testing.T) {
+	srv := startServer(t, "")
+	lc := &logCapture{}
+	opts := fastOpts(lc, srv.url())
+	opts.NoEcho = true
+	quiet := connectAndWait(t, opts, lc)
+	other := connectAndWait(t, fastOpts(&logCapture{}, srv.url()), &logCapture{})
+	var mu sync.Mutex
+	got := map[string]int{}
+	for name, c := range map[string]*Conn{"quiet": quiet, "other": other} {
+		name := name
+		if _, err := c.Subscribe("echo.test", func(m *Msg) {
+			mu.Lock()
+			got[name]++
+			mu.Unlock()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Flush(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := quiet.Publish("echo.test", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := quiet.Flush(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Publish("echo.test", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		q, o := got["quiet"], got["other"]
+		mu.Unlock()
+		if o == 2 && q == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("received: quiet %d (want 1: the other's only), other %d (want 2)", q, o)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if got["quiet"] != 1 {
+		t.Fatalf("the NoEcho connection got its own message: %d", got["quiet"])
+	}
+}

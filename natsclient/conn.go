@@ -389,7 +389,7 @@ func (c *Conn) connectMsg(srv server, info serverInfo, useTLS bool) (connectMsg,
 	m.Lang = clientLang
 	m.Version = Version
 	m.Protocol = 1
-	m.Echo = true
+	m.Echo = !c.opts.NoEcho
 	m.Headers = true
 	m.NoResponders = true
 	if srv.user != "" {

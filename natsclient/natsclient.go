@@ -84,6 +84,9 @@ type Options struct {
 	ReconnectWait    time.Duration // base backoff between rounds over the pool, default 100ms
 	MaxReconnectWait time.Duration // backoff cap, default 2s
 
+	// NoEcho asks the server not to deliver this connection's own publications to its
+	// own subscriptions (CONNECT echo false).
+	NoEcho bool
 	// Logf receives log lines; level is "debug", "info", "warn" or "error". Optional.
 	Logf func(level, msg string)
 	// OnConnect is called after every successful (re)connect, once subscriptions have been

@@ -257,6 +257,22 @@ func TestRulesFromNatsGoAndSnapshots(t *testing.T) {
 		t.Fatalf("gw-1 did not start from the command's snapshot: %s\nlog:\n%s", g1.status(), g1.logged())
 	}
 	check(g1)
+	// Rules published with the command are enforced by the running gateway.
+	for _, args := range [][]string{
+		{"revoke-session", "--issuer", logoutIss, "--sid", "sess-7"},
+		{"revoke-subject", "--issuer", logoutIss, "--sub", "dave"},
+	} {
+		if out, err := exec.Command(bin, append([]string{"-s", srv.URL}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("tokenrevoke %v: %v\n%s", args, err, out)
+		}
+	}
+	if !g1.waitRejected(idp.access(t, "erin", "sess-7", now-1), 5*time.Second) ||
+		!g1.waitRejected(idp.access(t, "dave", "sess-6", now-1), 5*time.Second) {
+		t.Fatal("a rule published with the tokenrevoke command is not enforced")
+	}
+	if g1.call(idp.access(t, "erin", "sess-5", now-1)) != 200 {
+		t.Fatal("the command's rules deny another session")
+	}
 
 	// The same snapshot, its manifest as a writer without rules would have written it.
 	man := readRawManifest(t, srv.URL)
