@@ -582,3 +582,24 @@ func TestVersion1MessageReachesValidatedJWTs(t *testing.T) {
 		t.Fatalf("backend saw %d requests, want 2", b.count())
 	}
 }
+
+// authWords takes a shortcut (strings.Fields) for printable ASCII values; it must split
+// exactly as isAnySpace does, for every value.
+func TestAuthWordsShortcutMatchesFieldsFunc(t *testing.T) {
+	alphabet := []byte("ab= \t\x1c\x1f\x7f~:" + "\xc2\xa0\xe2\x80\x80\x85\xff")
+	rng := uint32(7)
+	for i := 0; i < 20000; i++ {
+		n := i % 24
+		b := make([]byte, n)
+		for j := range b {
+			rng = rng*1664525 + 1013904223
+			b[j] = alphabet[int(rng>>24)%len(alphabet)]
+		}
+		v := string(b)
+		got := authWords(v)
+		want := strings.FieldsFunc(v, isAnySpace)
+		if strings.Join(got, "\x00") != strings.Join(want, "\x00") || len(got) != len(want) {
+			t.Fatalf("%q: words %q, want %q", v, got, want)
+		}
+	}
+}
