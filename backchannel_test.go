@@ -1,7 +1,6 @@
 package tokenrevoke
 
 import (
-	"crypto/ed25519"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,14 +17,7 @@ const testLogoutPath = "/api/id/v1/auth/backchannel-logout"
 func newLogoutMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *backend) {
 	t.Helper()
 	k := testKeys(t)
-	doc := jwksJSON(t,
-		rsaJWK("r1", &k.rsa1.PublicKey, nil),
-		rsaJWK("r2", &k.rsa2.PublicKey, map[string]interface{}{"alg": "PS256", "use": "sig"}),
-		ecJWK("e256", &k.p256.PublicKey, nil),
-		ecJWK("e384", &k.p384.PublicKey, map[string]interface{}{"alg": "ES384"}),
-		ecJWK("e521", &k.p521.PublicKey, nil),
-		edJWK("ed", k.ed.Public().(ed25519.PublicKey), nil),
-	)
+	doc := testIssuerJWKS(t)
 	m, b := newTestMiddleware(t, func(c *Config) {
 		c.Issuers = []IssuerConfig{
 			{Issuer: testIss, Audience: testAud, JWKS: doc},

@@ -263,6 +263,20 @@ func isAnySpace(r rune) bool {
 	return r == 0x1680 || r >= 0x2000 && r <= 0x200a || r == 0x2028 || r == 0x2029 || r == 0x202f || r == 0x205f || r == 0x3000 || r == 0xFFFD
 }
 
+// nextParam splits the first parameter off a query string or form body, at '&' or ';'
+// (Node's qs and Python's parse_qsl split on ';' too), into its raw name and value.
+func nextParam(raw string) (key, value, rest string) {
+	pair := raw
+	if i := strings.IndexAny(raw, "&;"); i >= 0 {
+		pair, rest = raw[:i], raw[i+1:]
+	}
+	key = pair
+	if i := strings.IndexByte(pair, '='); i >= 0 {
+		key, value = pair[:i], pair[i+1:]
+	}
+	return key, value, rest
+}
+
 // inspectParams checks the access_token parameters of a query or form body.
 func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
 	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), "access") {
@@ -273,16 +287,8 @@ func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
 		return
 	}
 	for raw != "" {
-		var pair string
-		if i := strings.IndexAny(raw, "&;"); i >= 0 {
-			pair, raw = raw[:i], raw[i+1:]
-		} else {
-			pair, raw = raw, ""
-		}
-		key, value := pair, ""
-		if i := strings.IndexByte(pair, '='); i >= 0 {
-			key, value = pair[:i], pair[i+1:]
-		}
+		var key, value string
+		key, value, raw = nextParam(raw)
 		if len(key) >= len("access_token") && isTokenParam(lenientUnescape(key)) {
 			m.checkToken(lenientUnescape(value), now, in)
 			if in.verdict != passRequest {

@@ -213,16 +213,9 @@ func (m *Middleware) readForwardForm(req *http.Request) (forwardForm, int, strin
 // leniently and case-folded, contains "token" (token, token_type_hint, Token, ...).
 func queryNamesToken(raw string) bool {
 	for raw != "" {
-		var pair string
-		if i := strings.IndexAny(raw, "&;"); i >= 0 {
-			pair, raw = raw[:i], raw[i+1:]
-		} else {
-			pair, raw = raw, ""
-		}
-		if i := strings.IndexByte(pair, '='); i >= 0 {
-			pair = pair[:i]
-		}
-		if strings.Contains(strings.ToLower(lenientUnescape(pair)), "token") {
+		var key string
+		key, _, raw = nextParam(raw)
+		if strings.Contains(strings.ToLower(lenientUnescape(key)), "token") {
 			return true
 		}
 	}

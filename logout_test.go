@@ -80,14 +80,7 @@ func logoutJWT(t testing.TB, alg string, key interface{}, kid string, mutate fun
 func inlineIssuers(t testing.TB) *logoutIssuers {
 	t.Helper()
 	k := testKeys(t)
-	doc := jwksJSON(t,
-		rsaJWK("r1", &k.rsa1.PublicKey, nil),
-		rsaJWK("r2", &k.rsa2.PublicKey, map[string]interface{}{"alg": "PS256", "use": "sig"}),
-		ecJWK("e256", &k.p256.PublicKey, nil),
-		ecJWK("e384", &k.p384.PublicKey, map[string]interface{}{"alg": "ES384"}),
-		ecJWK("e521", &k.p521.PublicKey, nil),
-		edJWK("ed", k.ed.Public().(ed25519.PublicKey), nil),
-	)
+	doc := testIssuerJWKS(t)
 	l, err := newLogoutIssuers([]IssuerConfig{
 		{Issuer: testIss, Audience: testAud, JWKS: doc},
 		{Issuer: testIss2, Audience: testOther, JWKS: jwksJSON(t, ecJWK("o1", &k.p256b.PublicKey, nil))},
@@ -96,6 +89,19 @@ func inlineIssuers(t testing.TB) *logoutIssuers {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// testIssuerJWKS is the JWK set of testIss: every test key but p256b.
+func testIssuerJWKS(t testing.TB) string {
+	k := testKeys(t)
+	return jwksJSON(t,
+		rsaJWK("r1", &k.rsa1.PublicKey, nil),
+		rsaJWK("r2", &k.rsa2.PublicKey, map[string]interface{}{"alg": "PS256", "use": "sig"}),
+		ecJWK("e256", &k.p256.PublicKey, nil),
+		ecJWK("e384", &k.p384.PublicKey, map[string]interface{}{"alg": "ES384"}),
+		ecJWK("e521", &k.p521.PublicKey, nil),
+		edJWK("ed", k.ed.Public().(ed25519.PublicKey), nil),
+	)
 }
 
 // derES256 signs a logout token with a DER-encoded ECDSA signature.

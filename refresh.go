@@ -213,16 +213,8 @@ func (m *Middleware) refreshParams(raw string, now int64, rc *refreshCheck) {
 		return
 	}
 	for raw != "" {
-		var pair string
-		if i := strings.IndexAny(raw, "&;"); i >= 0 {
-			pair, raw = raw[:i], raw[i+1:]
-		} else {
-			pair, raw = raw, ""
-		}
-		key, value := pair, ""
-		if i := strings.IndexByte(pair, '='); i >= 0 {
-			key, value = pair[:i], pair[i+1:]
-		}
+		var key, value string
+		key, value, raw = nextParam(raw)
 		if len(key) >= len("refresh_token") && isRefreshParam(lenientUnescape(key)) {
 			m.checkRefreshToken(lenientUnescape(value), now, rc)
 			if rc.done() {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -170,41 +169,7 @@ func BenchmarkYaegiAddedFormPost2K(b *testing.B) {
 func pairedAdded(b *testing.B, mk func() *http.Request) {
 	pt := passThroughHandler(b)
 	tr := tokenrevokeHandler(b, 1000000, false)
-	w := &nopWriter{h: http.Header{}}
-	const block = 1000
-	var ptTotal, trTotal time.Duration
-	var added []float64
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(block, b.N-done)
-		first, second := pt, tr
-		if len(added)%2 == 1 {
-			first, second = tr, pt
-		}
-		t0 := time.Now()
-		for i := 0; i < n; i++ {
-			first.ServeHTTP(w, mk())
-		}
-		t1 := time.Now()
-		for i := 0; i < n; i++ {
-			second.ServeHTTP(w, mk())
-		}
-		t2 := time.Now()
-		dpt, dtr := t1.Sub(t0), t2.Sub(t1)
-		if len(added)%2 == 1 {
-			dpt, dtr = dtr, dpt
-		}
-		ptTotal += dpt
-		trTotal += dtr
-		added = append(added, float64(dtr-dpt)/float64(n))
-		done += n
-	}
-	b.StopTimer()
-	sort.Float64s(added)
-	b.ReportMetric(float64(ptTotal.Nanoseconds())/float64(b.N), "passthrough-ns/req")
-	b.ReportMetric(float64(trTotal.Nanoseconds())/float64(b.N), "tokenrevoke-ns/req")
-	b.ReportMetric(float64((trTotal-ptTotal).Nanoseconds())/float64(b.N), "added-ns/req")
-	b.ReportMetric(added[len(added)/2], "added-p50-ns/req")
+	pairedHandlers(b, pt, tr, func(int) *http.Request { return mk() }, "passthrough", "tokenrevoke")
 }
 
 // BenchmarkYaegiFill measures interpreted inserts and the heap held per entry at 1M.
