@@ -265,14 +265,21 @@ func isAnySpace(r rune) bool {
 
 // nextParam splits the first parameter off a query string or form body, at '&' or ';'
 // (Node's qs and Python's parse_qsl split on ';' too), into its raw name and value.
-func nextParam(raw string) (key, value, rest string) {
+//
+// (Plain locals and one return statement: under yaegi v0.16.1 a named result that a call
+// leaves unset kept the value of an earlier call, and a loop never ended.)
+func nextParam(raw string) (string, string, string) {
 	pair := raw
+	rest := ""
 	if i := strings.IndexAny(raw, "&;"); i >= 0 {
-		pair, rest = raw[:i], raw[i+1:]
+		pair = raw[:i]
+		rest = raw[i+1:]
 	}
-	key = pair
+	key := pair
+	value := ""
 	if i := strings.IndexByte(pair, '='); i >= 0 {
-		key, value = pair[:i], pair[i+1:]
+		key = pair[:i]
+		value = pair[i+1:]
 	}
 	return key, value, rest
 }

@@ -85,7 +85,14 @@ type wireIn struct {
 // is ruleSID or ruleSub for a session or subject rule (with its cutoff), 0 otherwise.
 // It runs once per message of a replay (a million times for a large stream), so it
 // sticks to a few compiled calls.
-func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte, exp int64, origin string, v1 bool, rule uint8, cutoff int64, reason string) {
+func decodeRevocation(subject string, data []byte, prefix string) ([32]byte, int64, string, bool, uint8, int64, string) {
+	// No named results: under yaegi v0.16.1 a named result that a call leaves unset keeps
+	// the value an earlier call gave it, so a token message after a rule message came
+	// out as a rule (TestDecodeKeepsNoStateBetweenMessages). Every value is set here.
+	var sum [32]byte
+	v1 := false
+	rule := uint8(0)
+	cutoff := int64(0)
 	var w wireIn
 	if json.Unmarshal(data, &w) != nil {
 		return sum, 0, "", false, 0, 0, "body is not a JSON object of the expected shape"
@@ -130,7 +137,7 @@ func decodeRevocation(subject string, data []byte, prefix string) (sum [32]byte,
 	if w.Exp <= 0 || w.Exp > maxExpiry {
 		return sum, 0, "", false, 0, 0, "exp is missing or out of range"
 	}
-	origin = w.Client
+	origin := w.Client
 	if origin == "" {
 		origin = "@" + w.Origin
 	}

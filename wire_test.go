@@ -113,3 +113,30 @@ func TestWireRules(t *testing.T) {
 		}
 	}
 }
+
+// Decoding a token message right after a rule message (and after a version-1 message)
+// reports no rule and no version 1: under yaegi v0.16.1 named results a call leaves
+// unset can keep an earlier call's values.
+func TestDecodeKeepsNoStateBetweenMessages(t *testing.T) {
+	rk := ruleKey("https://idp", "s")
+	rh := hex.EncodeToString(rk[:])
+	th := sha256Hex("tok")
+	msgs := []struct {
+		subject, body string
+		rule          uint8
+		v1            bool
+	}{
+		{"tokens.revoked.sid." + rh, `{"v":2,"kind":"sid","key":"` + rh + `","cutoff":1800000000,"exp":1900000000}`, ruleSID, false},
+		{"tokens.revoked." + th, `{"v":2,"kind":"token","key":"` + th + `","exp":1900000000}`, 0, false},
+		{"tokens.revoked." + th, `{"v":1,"sha256":"` + th + `","exp":1900000000}`, 0, true},
+		{"tokens.revoked." + th, `{"v":2,"kind":"token","key":"` + th + `","exp":1900000000}`, 0, false},
+		{"tokens.revoked.sub." + rh, `{"v":2,"kind":"sub","key":"` + rh + `","cutoff":1800000000,"exp":1900000000}`, ruleSub, false},
+		{"tokens.revoked." + th, `{"v":2,"kind":"jws","key":"` + th + `","exp":1900000000}`, 0, false},
+	}
+	for i, m := range msgs {
+		_, _, _, v1, rule, cutoff, reason := decodeRevocation(m.subject, []byte(m.body), "tokens.revoked")
+		if reason != "" || rule != m.rule || v1 != m.v1 || (rule == 0) != (cutoff == 0) {
+			t.Fatalf("message %d: rule %d cutoff %d v1 %v reason %q", i, rule, cutoff, v1, reason)
+		}
+	}
+}

@@ -116,6 +116,12 @@ func TestLogoutRulesAcrossJetStream(t *testing.T) {
 			t.Fatal("revoke failed")
 		}
 	}
+	// Token revocations that follow rules on the stream are applied as tokens.
+	for i := 0; i < 30; i++ {
+		if !b.waitRejected("logout-fill-"+strconv.Itoa(i), 5*time.Second) {
+			t.Fatalf("B accepts a token revoked after the rules (logout-fill-%d)", i)
+		}
+	}
 	// A or B writes it, whichever finds it due first.
 	var man map[string]any
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -146,6 +152,11 @@ func TestLogoutRulesAcrossJetStream(t *testing.T) {
 	}
 	if c.call(s2) != 200 {
 		t.Fatal("C rejects session 2")
+	}
+	for i := 0; i < 30; i++ {
+		if c.call("logout-fill-"+strconv.Itoa(i)) != 401 {
+			t.Fatalf("C accepts logout-fill-%d", i)
+		}
 	}
 	// A later login (issued after the logout) passes everywhere.
 	time.Sleep(1100 * time.Millisecond)
