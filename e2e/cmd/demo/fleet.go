@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/tokenrevoke/tokenrevoke/e2e/harness"
 )
@@ -45,5 +47,23 @@ func fleetHelp(natsURL, aURL, bURL, stream, subject, token string) string {
   %[1]s snapshot    # a snapshot that gateways started later load
 `, cmd, token)
 	}
+	jwt := demoJWT(time.Now().Unix())
+	fmt.Fprintf(&b, `
+  # Sessions (README "Sessions and users"): a JWT of session demo-session passes (200);
+  # end the session with the command, and both gateways reject it (401):
+  curl -s -o /dev/null -w '%%{http_code}\n' -H 'Authorization: Bearer %[1]s' %[2]s/api/orders
+  %[3]s revoke-session --issuer https://idp.demo.test --sid demo-session
+  curl -s -o /dev/null -w '%%{http_code}\n' -H 'Authorization: Bearer %[1]s' %[4]s/api/orders
+`, jwt, bURL, cmd, aURL)
 	return b.String()
+}
+
+// demoJWT is an access token of session demo-session issued at iat. Its signature is a
+// placeholder: the gateways read claims without checking it (a rule only denies), and
+// the demo's echo backend checks nothing.
+func demoJWT(iat int64) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	h := enc([]byte(`{"alg":"ES256","typ":"at+jwt","kid":"demo"}`))
+	p := enc([]byte(fmt.Sprintf(`{"iss":"https://idp.demo.test","sub":"alice","sid":"demo-session","iat":%d,"exp":%d}`, iat, iat+3600)))
+	return h + "." + p + "." + enc([]byte("demo-signature"))
 }
