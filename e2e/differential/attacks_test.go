@@ -22,7 +22,7 @@ import (
 // same token.
 type spelling struct {
 	name  string
-	alg   string // "ES256" or "HS256"
+	alg   string // "ES256", "HS256", or "ES256-session" (an ES256 token revoked by a session rule)
 	extra bool   // not in the brief's list (marked + in the table)
 	of    func(tok string) string
 }
@@ -66,13 +66,13 @@ func spellings() []spelling {
 	same := func(tok string) string { return tok }
 	extraSegment := func(tok string) string { return tok + ".x" }
 	var out []spelling
-	for _, alg := range []string{"ES256", "HS256"} {
+	for _, alg := range []string{"ES256", "HS256", "ES256-session"} {
 		out = append(out,
 			spelling{name: "canonical", alg: alg, of: same},
 			spelling{name: "low bits of last sig char", alg: alg, of: lowBits},
 			spelling{name: "'=' padded sig", alg: alg, of: padded},
 		)
-		if alg == "ES256" {
+		if alg != "HS256" {
 			out = append(out, spelling{name: "s twin (r, n-s)", alg: alg, of: sTwin})
 		}
 		out = append(out, spelling{name: "4th segment (tok.x)", alg: alg, extra: true, of: extraSegment})

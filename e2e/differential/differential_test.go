@@ -25,6 +25,8 @@ import (
 )
 
 const (
+	diffIssuer   = "https://idp.differential.test"
+	logoutPath   = "/api/id/v1/auth/backchannel-logout"
 	revokePath   = "/api/id/v1/auth/token/revoke"
 	clientID     = "portal"
 	clientSecret = "s3cret"
@@ -81,9 +83,21 @@ func TestDifferential(t *testing.T) {
 		}
 		return s
 	}
+	// A third pair is revoked by a session rule rather than by its own key: ES256 access
+	// tokens of two sessions, one ended by a back-channel logout at the gateway.
+	mintSession := func(sid string) string {
+		claims := jwt.MapClaims{"iss": diffIssuer, "sub": "user-2", "sid": sid, "jti": sid + "-at",
+			"iat": time.Now().Add(-10 * time.Second).Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+		s, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(esKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	tokens := map[string]map[bool]string{ // alg -> revoked? -> token
-		"ES256": {true: mint("ES256", "es-revoked"), false: mint("ES256", "es-live")},
-		"HS256": {true: mint("HS256", "hs-revoked"), false: mint("HS256", "hs-live")},
+		"ES256":         {true: mint("ES256", "es-revoked"), false: mint("ES256", "es-live")},
+		"HS256":         {true: mint("HS256", "hs-revoked"), false: mint("HS256", "hs-live")},
+		"ES256-session": {true: mintSession("session-ended"), false: mintSession("session-live")},
 	}
 
 	// Backends, then one gateway routing /go/, /node/ and /py/ to them through the plugin.
@@ -110,10 +124,12 @@ func TestDifferential(t *testing.T) {
 		Dynamic: harness.Dynamic{
 			BackendURL: echo.URL,
 			Plugin: map[string]any{
-				"revokePath": revokePath,
-				"clients":    []any{map[string]any{"id": clientID, "secret": clientSecret}},
-				"cacheSize":  10000,
-				"defaultTTL": "1h",
+				"revokePath":            revokePath,
+				"clients":               []any{map[string]any{"id": clientID, "secret": clientSecret}},
+				"cacheSize":             10000,
+				"defaultTTL":            "1h",
+				"issuers":               []any{map[string]any{"issuer": diffIssuer, "jwks": esJWKS(&esKey.PublicKey), "audience": "gateway"}},
+				"backchannelLogoutPath": logoutPath,
 			},
 			Extra: map[string]any{"http": map[string]any{"routers": routers, "services": services}},
 		},
@@ -135,6 +151,24 @@ func TestDifferential(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("revoke %s: status %d", alg, resp.StatusCode)
 		}
+	}
+
+	// End the session of the third pair with a back-channel logout token.
+	lt := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": diffIssuer, "aud": "gateway",
+		"iat": time.Now().Unix(), "exp": time.Now().Add(2 * time.Minute).Unix(), "jti": "logout-1", "sid": "session-ended",
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}}})
+	lt.Header["typ"] = "logout+jwt"
+	lts, err := lt.SignedString(esKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(gw.WebURL+logoutPath, "application/x-www-form-urlencoded", strings.NewReader(url.Values{"logout_token": {lts}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("back-channel logout: status %d", resp.StatusCode)
 	}
 
 	// The premise: each backend accepts both tokens when asked directly (the
@@ -164,7 +198,7 @@ func TestDifferential(t *testing.T) {
 		}
 	}
 	// And the gateway refuses the revoked tokens in the canonical header on every route.
-	for _, alg := range []string{"ES256", "HS256"} {
+	for _, alg := range []string{"ES256", "HS256", "ES256-session"} {
 		for _, b := range backends {
 			o := send(gwAddr, rawRequest{Method: "GET", Target: "/" + b.Name + "/precheck-" + alg,
 				Headers: []string{"Authorization: Bearer " + tokens[alg][true]}})
@@ -213,7 +247,7 @@ func TestDifferential(t *testing.T) {
 		seen[bi] = b.fetchSeen(t)
 	}
 	revokedSums := map[string]string{}
-	for _, alg := range []string{"ES256", "HS256"} {
+	for _, alg := range []string{"ES256", "HS256", "ES256-session"} {
 		sum := sha256.Sum256([]byte(tokens[alg][true]))
 		revokedSums[hex.EncodeToString(sum[:])] = alg
 	}
@@ -424,4 +458,13 @@ func pythonBin() string {
 		return p
 	}
 	return "python3"
+}
+
+// esJWKS is pub as an inline JWK set (no kid: the gateway tries every key that fits).
+func esJWKS(pub *ecdsa.PublicKey) string {
+	x, y := make([]byte, 32), make([]byte, 32)
+	pub.X.FillBytes(x)
+	pub.Y.FillBytes(y)
+	enc := base64.RawURLEncoding.EncodeToString
+	return `{"keys":[{"kty":"EC","crv":"P-256","x":"` + enc(x) + `","y":"` + enc(y) + `"}]}`
 }
