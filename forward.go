@@ -115,7 +115,7 @@ func serveForward(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 		key, kind := tokenKey(f.token)
 		// With issuers, a configured issuer's JWT is verified first (the provider answers
 		// 200 to a forgery too, RFC 7009): a forgery is relayed and not stored.
-		if exp, store := m.revocationExpiry(f.token, kind, now); store {
+		if exp, store := m.verifiedExpiry(f.token, kind, now); store {
 			r := revocation{sum: key, kind: kind, hint: f.hint, exp: exp, revokedAt: now, client: f.client}
 			err := m.domain.revoke(r)
 			if err == nil {

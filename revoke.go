@@ -65,7 +65,7 @@ func (m *Middleware) serveRevoke(rw http.ResponseWriter, req *http.Request) {
 	// wherever it is presented (400), so it is as good as revoked.
 	if len(token) <= maxTokenLength {
 		key, kind := tokenKey(token)
-		exp, store := m.revocationExpiry(token, kind, now)
+		exp, store := m.verifiedExpiry(token, kind, now)
 		if !store {
 			// RFC 7009 §2.2: an invalid token gets 200 too; nothing is stored.
 			atomic.AddInt64(&m.metrics.forgedRefused, 1)
@@ -98,7 +98,7 @@ func okNoStore(rw http.ResponseWriter) {
 	rw.WriteHeader(http.StatusOK)
 }
 
-// revocationExpiry is when the revocation of token stops mattering, and whether it is
+// verifiedExpiry is when the revocation of token stops mattering, and whether it is
 // stored at all. Without issuers, or for a token that is not a JWS of a configured
 // issuer, it is revocationExpiry (the exp read unverified, capped at maxTTL). A JWS whose
 // iss is a configured issuer is verified with that issuer's keys first (verified
@@ -107,7 +107,7 @@ func okNoStore(rw http.ResponseWriter) {
 // cannot be obtained at all the revocation is stored unverified, held for
 // maxTokenLifetime from now (no token of the issuer can live longer), so that an outage
 // of the provider never loses a revocation.
-func (m *Middleware) revocationExpiry(token, kind string, now time.Time) (int64, bool) {
+func (m *Middleware) verifiedExpiry(token, kind string, now time.Time) (int64, bool) {
 	if m.issuers == nil || kind != kindJWS {
 		return revocationExpiry(token, now, m.settings), true
 	}

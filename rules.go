@@ -180,22 +180,6 @@ func (c *tokenCache) addRule(kind uint8, key [32]byte, cutoff, exp, now int64) (
 	return true, cutoff
 }
 
-// ruleCutoff returns the cutoff of the live rule of kind for key.
-func (c *tokenCache) ruleCutoff(kind uint8, key [32]byte, now int64) (int64, bool) {
-	m := c.rules.sids
-	if kind == ruleSub {
-		m = c.rules.subs
-	}
-	c.mu.RLock()
-	cut, ok := m.cut[key]
-	exp := m.exp[key]
-	c.mu.RUnlock()
-	if !ok || exp <= now {
-		return 0, false
-	}
-	return cut, true
-}
-
 func (r *ruleSet) addToBucketLocked(key [32]byte, kind uint8, exp int64) {
 	b := bucketOf(exp)
 	refs, ok := r.buckets[b]
