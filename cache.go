@@ -783,11 +783,16 @@ func (c *tokenCache) addToBucketLocked(slot int32, exp int64) {
 
 // newBucketLocked inserts bucket id b into the sorted bucketIDs.
 func (c *tokenCache) newBucketLocked(b int64) {
-	ids := c.bucketIDs
+	c.bucketIDs = insertBucketID(c.bucketIDs, b)
+}
+
+// insertBucketID inserts b into the ascending ids (b is not in it) and returns them.
+func insertBucketID(ids []int64, b int64) []int64 {
 	i := sort.Search(len(ids), func(j int) bool { return ids[j] >= b })
-	c.bucketIDs = append(ids, 0)
-	copy(c.bucketIDs[i+1:], c.bucketIDs[i:])
-	c.bucketIDs[i] = b
+	ids = append(ids, 0)
+	copy(ids[i+1:], ids[i:])
+	ids[i] = b
+	return ids
 }
 
 // evictTailLocked drops the least recently used entry of the heaviest origin (its

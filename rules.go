@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -184,11 +183,7 @@ func (r *ruleSet) addToBucketLocked(key [32]byte, kind uint8, exp int64) {
 	b := bucketOf(exp)
 	refs, ok := r.buckets[b]
 	if !ok {
-		ids := r.bucketIDs
-		i := sort.Search(len(ids), func(j int) bool { return ids[j] >= b })
-		r.bucketIDs = append(ids, 0)
-		copy(r.bucketIDs[i+1:], r.bucketIDs[i:])
-		r.bucketIDs[i] = b
+		r.bucketIDs = insertBucketID(r.bucketIDs, b)
 	}
 	r.buckets[b] = append(refs, ruleRef{key: key, kind: kind})
 }
