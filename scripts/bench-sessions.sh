@@ -21,14 +21,14 @@ out="bench-results/sessions-$(date -u +%Y%m%d-%H%M).txt"
   echo "# $(date -u +%FT%TZ)  $(go version)  $(nproc) cores  load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "## yaegi: what the check adds over pass-through, no rule live (1M entries)"
-  (cd e2e && go test -run '^$' -bench 'YaegiAdded1M$' -benchtime 200000x -count 3 ./yaegiload)
+  (cd e2e && go test -run '^$' -bench 'YaegiAdded1M$' -benchtime 200000x -count 3 -timeout 30m ./yaegiload)
   echo
   echo "## yaegi: 1M entries and 100k session rules vs none; the same token again, and a new token each request"
-  (cd e2e && go test -run '^$' -bench 'YaegiRules100kSteady' -benchtime 200000x -count 3 ./yaegiload)
-  (cd e2e && go test -run '^$' -bench 'YaegiRules100kFirstSight' -benchtime 20000x -count 3 ./yaegiload)
+  (cd e2e && go test -run '^$' -bench 'YaegiRules100kSteady' -benchtime 200000x -count 3 -timeout 30m ./yaegiload)
+  (cd e2e && go test -run '^$' -bench 'YaegiRules100kFirstSight' -benchtime 20000x -count 3 -timeout 30m ./yaegiload)
   echo
   echo "## yaegi: memory per rule (100k rules)"
-  (cd e2e && go test -run '^$' -bench 'YaegiMemoryPerRule' -benchtime 1x -count 2 ./yaegiload)
+  (cd e2e && go test -run '^$' -bench 'YaegiMemoryPerRule' -benchtime 1x -count 2 -timeout 30m ./yaegiload)
   echo
   echo "## real Traefik x2, JetStream: back-channel logout on A until B rejects, 1,000 logouts"
   (cd e2e && go test -run '^$' -bench 'LogoutToRejection' -benchtime 1x -timeout 20m .)
