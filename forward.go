@@ -191,15 +191,9 @@ func (m *Middleware) readForwardForm(req *http.Request) (forwardForm, int, strin
 	if int64(len(body)) > limit {
 		return f, http.StatusRequestEntityTooLarge, "The request body is larger than the gateway reads"
 	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return f, http.StatusBadRequest, "The request body is not valid form encoding"
-	}
-	for k, v := range form {
-		if len(v) > 1 {
-			// RFC 6749 §3.1; providers also differ on which value they would take.
-			return f, http.StatusBadRequest, "The parameter " + safeParamName(k) + " is repeated"
-		}
+	form, status, desc := parseForm(body)
+	if status != 0 {
+		return f, status, desc
 	}
 	f.token = form.Get("token")
 	if h := form.Get("token_type_hint"); h == "access_token" || h == "refresh_token" {

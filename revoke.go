@@ -168,13 +168,19 @@ func readForm(req *http.Request, limit int64) (url.Values, int, string) {
 	if int64(len(body)) > limit {
 		return nil, http.StatusRequestEntityTooLarge, "The request body is larger than 64 KiB"
 	}
+	return parseForm(body)
+}
+
+// parseForm parses an application/x-www-form-urlencoded body and refuses a repeated
+// parameter (RFC 6749 §3.1; providers also differ on which value they would take). It
+// returns a non-zero status and a description when the body is unusable.
+func parseForm(body []byte) (url.Values, int, string) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, http.StatusBadRequest, "The request body is not valid form encoding"
 	}
 	for k, v := range form {
 		if len(v) > 1 {
-			// RFC 6749 §3.1: parameters must not be repeated.
 			return nil, http.StatusBadRequest, "The parameter " + safeParamName(k) + " is repeated"
 		}
 	}
