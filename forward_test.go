@@ -85,14 +85,7 @@ func newForwardMiddleware(t testing.TB, next http.Handler, mutate func(c *Config
 	if mutate != nil {
 		mutate(c)
 	}
-	s, err := parseConfig(c)
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	testDomainSeq++
-	name := fmt.Sprintf("fwd-%d", testDomainSeq)
-	log := newLogger(name)
-	return newMiddleware(next, name, s, newDomain(s.cacheSize, log), log)
+	return middlewareFor(t, c, next, "fwd")
 }
 
 func TestForwardConfig(t *testing.T) {

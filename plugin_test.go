@@ -56,16 +56,21 @@ func newTestMiddleware(t testing.TB, mutate func(c *Config)) (*Middleware, *back
 	if mutate != nil {
 		mutate(c)
 	}
+	b := &backend{}
+	return middlewareFor(t, c, b, "test"), b
+}
+
+// middlewareFor builds a middleware for c in front of next, with its own domain.
+func middlewareFor(t testing.TB, c *Config, next http.Handler, prefix string) *Middleware {
+	t.Helper()
 	s, err := parseConfig(c)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	testDomainSeq++
-	name := fmt.Sprintf("test-%d", testDomainSeq)
+	name := fmt.Sprintf("%s-%d", prefix, testDomainSeq)
 	log := newLogger(name)
-	d := newDomain(s.cacheSize, log)
-	b := &backend{}
-	return newMiddleware(b, name, s, d, log), b
+	return newMiddleware(next, name, s, newDomain(s.cacheSize, log), log)
 }
 
 func sha256Hex(s string) string {

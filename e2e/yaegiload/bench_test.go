@@ -175,22 +175,29 @@ func pairedAdded(b *testing.B, mk func() *http.Request) {
 // BenchmarkYaegiFill measures interpreted inserts and the heap held per entry at 1M.
 func BenchmarkYaegiMemoryPerEntry(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		p := loadPlugin(b)
-		cfg := yamlConfig()
-		cfg["cacheSize"] = 1000000
-		if _, err := p.New(context.Background(), nopNext, cfg, "mem"); err != nil {
-			b.Fatal(err)
-		}
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		start := time.Now()
-		fillStore(b, p, 1000000)
-		took := time.Since(start)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "bytes/entry")
+		heap, took := heapOfFill(b, "mem", func(p *Plugin) { fillStore(b, p, 1000000) })
+		b.ReportMetric(heap/1e6, "bytes/entry")
 		b.ReportMetric(float64(took.Nanoseconds())/1e6, "ns/insert")
-		runtime.KeepAlive(p)
 	}
+}
+
+// heapOfFill loads the plugin with a 1M-entry cache and returns the live heap that fill
+// adds and how long it took.
+func heapOfFill(b *testing.B, name string, fill func(p *Plugin)) (float64, time.Duration) {
+	p := loadPlugin(b)
+	cfg := yamlConfig()
+	cfg["cacheSize"] = 1000000
+	if _, err := p.New(context.Background(), nopNext, cfg, name); err != nil {
+		b.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	fill(p)
+	took := time.Since(start)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(p)
+	return float64(after.HeapAlloc) - float64(before.HeapAlloc), took
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"runtime"
 	"sort"
 	"testing"
 	"time"
@@ -151,22 +150,8 @@ func BenchmarkYaegiRules100kFirstSight(b *testing.B) {
 // BenchmarkYaegiMemoryPerRule: heap held per session rule, 100k rules, interpreted.
 func BenchmarkYaegiMemoryPerRule(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		p := loadPlugin(b)
-		cfg := yamlConfig()
-		cfg["cacheSize"] = 1000000
-		if _, err := p.New(context.Background(), nopNext, cfg, "mem-rules"); err != nil {
-			b.Fatal(err)
-		}
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		start := time.Now()
-		addRules(b, p, 100000)
-		took := time.Since(start)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e5, "bytes/rule")
+		heap, took := heapOfFill(b, "mem-rules", func(p *Plugin) { addRules(b, p, 100000) })
+		b.ReportMetric(heap/1e5, "bytes/rule")
 		b.ReportMetric(float64(took.Nanoseconds())/1e5, "ns/add")
-		runtime.KeepAlive(p)
 	}
 }
