@@ -322,8 +322,8 @@ func TestForwardModeWithARealProvider(t *testing.T) {
 		s := f.idp.Login(t, "dave")
 		f.idp.Stop()
 		// openid-client without discovery (the provider is gone), the endpoint given.
-		out, err := f.idp.Run("revoke", "--endpoint", revokeAt, "--token", s.RefreshToken,
-			"--client-id", f.idp.ClientID, "--client-secret", f.idp.ClientSecret)
+		out, err := f.idp.Run("revoke", idptest.Flag("endpoint", revokeAt), idptest.Flag("token", s.RefreshToken),
+			idptest.Flag("client-id", f.idp.ClientID), idptest.Flag("client-secret", f.idp.ClientSecret))
 		var r idptest.Result
 		if err != nil || json.Unmarshal(out, &r) != nil {
 			t.Fatalf("revoke with the provider down: %v %s", err, out)

@@ -289,8 +289,13 @@ type callOpts struct {
 }
 
 func flag(name, value string) CallOption {
-	return func(c *callOpts) { c.flags = append(c.flags, "--"+name, value) }
+	return func(c *callOpts) { c.flags = append(c.flags, Flag(name, value)) }
 }
+
+// Flag is one client.mjs option with its value in a single argument, "--name=value":
+// a value given as the next argument is refused by node's parseArgs when it starts
+// with "-", as one in 64 of the provider's opaque tokens do.
+func Flag(name, value string) string { return "--" + name + "=" + value }
 
 // TokenEndpoint sends the token requests (code exchange, refresh) to url, e.g. through
 // a gateway.
@@ -307,7 +312,7 @@ func AuthorizationEndpoint(url string) CallOption { return flag("authorization-e
 
 // Client authenticates as another client (client_secret_basic).
 func Client(id, secret string) CallOption {
-	return func(c *callOpts) { c.flags = append(c.flags, "--client-id", id, "--client-secret", secret) }
+	return func(c *callOpts) { c.flags = append(c.flags, Flag("client-id", id), Flag("client-secret", secret)) }
 }
 
 // Scope replaces the requested scope ("openid api").
@@ -324,12 +329,12 @@ func Password(p string) CallOption { return flag("password", p) }
 
 func (idp *IdP) baseFlags() []string {
 	return []string{
-		"--discovery", idp.DiscoveryURL,
-		"--issuer", idp.Issuer,
-		"--client-id", idp.ClientID,
-		"--client-secret", idp.ClientSecret,
-		"--redirect-uri", idp.RedirectURI,
-		"--timeout", fmt.Sprint(int(ClientTimeout / time.Second)),
+		Flag("discovery", idp.DiscoveryURL),
+		Flag("issuer", idp.Issuer),
+		Flag("client-id", idp.ClientID),
+		Flag("client-secret", idp.ClientSecret),
+		Flag("redirect-uri", idp.RedirectURI),
+		Flag("timeout", fmt.Sprint(int(ClientTimeout/time.Second))),
 	}
 }
 
@@ -391,7 +396,7 @@ type Session struct {
 func (idp *IdP) Login(t testing.TB, user string, opts ...CallOption) Session {
 	t.Helper()
 	var s Session
-	if err := idp.call("login", &s, opts, "--user", user); err != nil {
+	if err := idp.call("login", &s, opts, Flag("user", user)); err != nil {
 		t.Fatalf("idptest: login %s: %v", user, err)
 	}
 	if s.AccessToken == "" || s.SID == "" {
@@ -404,7 +409,7 @@ func (idp *IdP) Login(t testing.TB, user string, opts ...CallOption) Session {
 // s's cookies, and s's refresh token when none new was issued.
 func (idp *IdP) TryRefresh(s Session, opts ...CallOption) (Session, error) {
 	var n Session
-	if err := idp.call("refresh", &n, opts, "--refresh-token", s.RefreshToken); err != nil {
+	if err := idp.call("refresh", &n, opts, Flag("refresh-token", s.RefreshToken)); err != nil {
 		return Session{}, err
 	}
 	if n.RefreshToken == "" {
@@ -439,7 +444,7 @@ func (idp *IdP) Logout(t testing.TB, s Session, opts ...CallOption) []Delivery {
 	var out struct {
 		OK bool `json:"ok"`
 	}
-	if err := idp.call("logout", &out, opts, "--id-token", s.IDToken, "--cookies", s.Cookies); err != nil || !out.OK {
+	if err := idp.call("logout", &out, opts, Flag("id-token", s.IDToken), Flag("cookies", s.Cookies)); err != nil || !out.OK {
 		t.Fatalf("idptest: logout: %v", err)
 	}
 	var ds []Delivery
@@ -481,9 +486,9 @@ func (idp *IdP) Revoke(t testing.TB, r RevokeRequest) Result {
 	if r.ClientID != "" {
 		opts = append(opts, Client(r.ClientID, r.ClientSecret))
 	}
-	args := []string{"--token", r.Token}
+	args := []string{Flag("token", r.Token)}
 	if r.Hint != "" {
-		args = append(args, "--hint", r.Hint)
+		args = append(args, Flag("hint", r.Hint))
 	}
 	var res Result
 	if err := idp.call("revoke", &res, opts, args...); err != nil {
@@ -497,9 +502,9 @@ func (idp *IdP) Revoke(t testing.TB, r RevokeRequest) Result {
 // (refresh tokens here): JWT access tokens get 400 unsupported_token_type.
 func (idp *IdP) Introspect(t testing.TB, token, hint string, opts ...CallOption) Result {
 	t.Helper()
-	args := []string{"--token", token}
+	args := []string{Flag("token", token)}
 	if hint != "" {
-		args = append(args, "--hint", hint)
+		args = append(args, Flag("hint", hint))
 	}
 	var res Result
 	if err := idp.call("introspect", &res, opts, args...); err != nil {

@@ -146,10 +146,11 @@ func (a *app) revokeCmd() *cobra.Command {
 		Use:   "revoke TOKEN|-",
 		Short: "Revoke one token (hashed here; only its digest is published)",
 		Long: `Revoke one token. The token is hashed on this machine and never sent: a JWS compact
-token (two dots, starting with "eyJ") is kind jws, keyed by the SHA-256 of its signing
-input (everything before the last dot); any other token is kind token, keyed by the
-SHA-256 of the exact string. Pass "-" to read the token from stdin (keeps it out of
-shell history and process lists).
+token (two dots, starting with "e") is kind jws, keyed by the SHA-256 of its signing
+input (everything before the last dot); a JWE (four dots) is kind jwe, keyed by the
+SHA-256 of its canonical spelling; any other token is kind token, keyed by the SHA-256
+of the exact string. Pass "-" to read the token from stdin (keeps it out of shell
+history and process lists); a token that starts with "-" goes after "--" or on stdin.
 
 The revocation lasts until the JWT's exp claim plus --clock-skew, or --ttl for a token
 without a readable exp. With --stream it is published through JetStream with a
@@ -160,6 +161,7 @@ NATS and flushed.
 With --sha256 HEX a digest known in advance is revoked (--kind token or jws, --exp
 unix seconds or RFC 3339; default now + --ttl).`,
 		Example: `  printf %s "$TOKEN" | tokenrevoke revoke -
+  tokenrevoke revoke -- -opaque-token-starting-with-a-dash
   tokenrevoke revoke --sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 --exp 2026-12-31T00:00:00Z`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if sha != "" {

@@ -82,6 +82,9 @@ func TestRevokeThenCheck(t *testing.T) {
 	mustRun(t, url, "", 0, "revoke", "opaque-1", "--ttl", "1h")
 	mustRun(t, url, "", 0, "check", "opaque-1")
 	mustRun(t, url, "", 0, "check", "--sha256", sumHex("opaque-1"))
+	// An opaque token may start with "-": after "--" it is the token, not a flag.
+	mustRun(t, url, "", 0, "revoke", "--ttl", "1h", "--", "-Opaque2")
+	mustRun(t, url, "", 0, "check", "--sha256", sumHex("-Opaque2"))
 	mustRun(t, url, "", 3, "check", "--sha256", sumHex("opaque-1"), "--kind", "sid")
 	// A digest known in advance, with an RFC 3339 exp.
 	d := sumHex("known-in-advance")
