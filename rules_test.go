@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -223,6 +224,29 @@ func TestRulePayloadEdgeCases(t *testing.T) {
 		"payload without issuer":                    {parts[0] + "." + b64u([]byte(`{"sid":"sess-1","iat":1}`)) + "." + parts[2], false},
 		"unsigned token (alg none) is still denied": {b64u([]byte(`{"alg":"none"}`)) + "." + parts[1] + ".", true},
 	}
+	// iat values no issuer should mint count as missing (revoked), and a type error in
+	// one claim leaves the claims after it read.
+	iss := strconv.Quote(testIss)
+	for name, payload := range map[string]string{
+		"iat out of range":           `{"iat":1e400,"iss":` + iss + `,"sid":"sess-1"}`,
+		"iat null":                   `{"iss":` + iss + `,"sid":"sess-1","iat":null}`,
+		"iat an array":               `{"iat":[99999999999],"iss":` + iss + `,"sid":"sess-1"}`,
+		"iat an object":              `{"iat":{"v":99999999999},"iss":` + iss + `,"sid":"sess-1"}`,
+		"iat negative":               `{"iss":` + iss + `,"sid":"sess-1","iat":-1}`,
+		"iat true":                   `{"iss":` + iss + `,"sid":"sess-1","iat":true}`,
+		"later iat wins (before)":    `{"iat":99999999999,"iss":` + iss + `,"sid":"sess-1","iat":` + strconv.FormatInt(now-5, 10) + `}`,
+		"numeric sid, string sub ok": `{"iss":` + iss + `,"sid":1,"sub":"u","iat":1}`,
+	} {
+		want := name != "numeric sid, string sub ok"
+		cases[name] = struct {
+			tok     string
+			revoked bool
+		}{parts[0] + "." + b64u([]byte(payload)) + "." + parts[2], want}
+	}
+	cases["later iat wins (after)"] = struct {
+		tok     string
+		revoked bool
+	}{parts[0] + "." + b64u([]byte(`{"iat":1,"iss":`+iss+`,"sid":"sess-1","iat":`+strconv.FormatInt(now+5, 10)+`}`)) + "." + parts[2], false}
 	for name, c := range cases {
 		if got := m.ruleRevoked(c.tok, now); got != c.revoked {
 			t.Errorf("%s: ruleRevoked = %v, want %v", name, got, c.revoked)
