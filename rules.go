@@ -241,7 +241,8 @@ func (r *ruleSet) evictEarliestLocked(now int64) bool {
 // ruleStats returns rules held, and live rules evicted because the set was full.
 func (c *tokenCache) ruleStats() (held int, evictions int64) {
 	c.mu.RLock()
-	held, evictions = int(c.rules.count), c.rules.evictions
+	held = int(c.rules.count)
+	evictions = c.rules.evictions
 	c.mu.RUnlock()
 	return held, evictions
 }
