@@ -45,6 +45,8 @@ func (m *Middleware) serveBackchannelLogout(rw http.ResponseWriter, req *http.Re
 	kind, value, what := kindSID, lt.Sid, "session"
 	if lt.Sid == "" {
 		kind, value, what = kindSub, lt.Sub, "subject"
+	} else if lt.Sub != "" && m.foldSession(lt.Iss, lt.Sub, now.Unix()) {
+		kind, value, what = kindSub, lt.Sub, "subject"
 	}
 	key := ruleKey(lt.Iss, value)
 	exp := capExpiry(lt.Iat+int64((m.settings.maxTokenLifetime+m.settings.clockSkew)/time.Second), now.Unix(), m.settings.maxTTL)
@@ -145,10 +147,28 @@ func (m *Middleware) endRefreshSession(token, hint, client string, now time.Time
 	s := m.settings
 	cutoff := now.Unix()
 	exp := capExpiry(cutoff+int64((s.maxTokenLifetime+s.clockSkew)/time.Second), cutoff, s.maxTTL)
-	key := ruleKey(tok.Claims.Iss, tok.Claims.Sid)
-	if _, err := m.domain.revokeRule(revocation{sum: key, kind: kindSID, cutoff: cutoff, exp: exp, revokedAt: now, client: client}); err != nil {
+	kind, value, what := kindSID, tok.Claims.Sid, "session"
+	if tok.Claims.HasSub && tok.Claims.Sub != "" && m.foldSession(tok.Claims.Iss, tok.Claims.Sub, cutoff) {
+		kind, value, what = kindSub, tok.Claims.Sub, "subject"
+	}
+	// The key is computed once, from the chosen value: under yaegi v0.16.1 a [32]byte
+	// reassigned in a multiple assignment kept its first value.
+	key := ruleKey(tok.Claims.Iss, value)
+	if _, err := m.domain.revokeRule(revocation{sum: key, kind: kind, cutoff: cutoff, exp: exp, revokedAt: now, client: client}); err != nil {
 		return err
 	}
-	m.log.infof("refresh token revoked: session rule %s of issuer %q ends its session", shortHash(key), tok.Claims.Iss)
+	m.log.infof("refresh token revoked: %s rule %s of issuer %q ends its session", what, shortHash(key), tok.Claims.Iss)
 	return nil
+}
+
+// foldSession counts a session rule of subject sub of issuer iss and reports whether
+// it must be the subject's rule instead (folds.go).
+func (m *Middleware) foldSession(iss, sub string, now int64) bool {
+	key := ruleKey(iss, sub)
+	fold, first := m.domain.folds.fold(key, now, int64(m.settings.maxTokenLifetime/time.Second))
+	if first {
+		m.log.warnf("more than %d sessions of subject %s of issuer %q ended within maxTokenLifetime (%s): its further session logouts end all of its sessions up to then (one subject rule), so that one user cannot fill the rule set",
+			sessionsPerSubject, shortHash(key), iss, m.settings.maxTokenLifetime)
+	}
+	return fold
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -387,4 +388,113 @@ func TestRefreshRevokesSession(t *testing.T) {
 			t.Fatal("a rule was added with refreshRevokesSession off")
 		}
 	})
+}
+
+// A user who logs in and out in a loop cannot push other users' rules out of a full
+// rule set: past sessionsPerSubject session rules within maxTokenLifetime, the user's
+// further session logouts become one subject rule whose cutoff moves forward.
+func TestLogoutLoopFoldsIntoOneSubjectRule(t *testing.T) {
+	m, _ := newLogoutMiddleware(t, func(c *Config) { c.CacheSize = sessionsPerSubject + 10 })
+	k := testKeys(t)
+	now := time.Now().Unix()
+	logout := func(sub, sid string, iat int64) {
+		t.Helper()
+		rec := postLogout(m, nowLogout(t, "ES256", k.p256, "e256", func(c map[string]interface{}) {
+			c["sub"], c["sid"], c["iat"] = sub, sid, iat
+		}))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("logout of %s/%s: %d %s", sub, sid, rec.Code, rec.Body.String())
+		}
+	}
+	// Another user's logout comes first: its rule expires first, so a full set would
+	// drop it first.
+	victim := claimsToken(t, accessClaims(testIss, "victim", "victim-session", now-200))
+	logout("victim", "victim-session", now-100)
+	live := claimsToken(t, accessClaims(testIss, testSub, "still-open", now-30))
+	for i := 0; i < sessionsPerSubject; i++ {
+		logout(testSub, "loop-"+strconv.Itoa(i), now)
+	}
+	if n := m.cache.ruleCount(); n != sessionsPerSubject+1 {
+		t.Fatalf("%d rules, want %d session rules", n, sessionsPerSubject+1)
+	}
+	if got := serve(m, bearerReq(live)).Code; got != http.StatusTeapot {
+		t.Fatalf("a session of the user that did not end, before the fold: %d", got)
+	}
+	looped := claimsToken(t, accessClaims(testIss, testSub, "loop-more-7", now-5))
+	for i := 0; i < 4*sessionsPerSubject; i++ {
+		logout(testSub, "loop-more-"+strconv.Itoa(i), now)
+	}
+	if n := m.cache.ruleCount(); n != sessionsPerSubject+2 {
+		t.Fatalf("%d rules after the loop, want %d (the session rules and one subject rule)", n, sessionsPerSubject+2)
+	}
+	if _, ev := m.cache.ruleStats(); ev != 0 {
+		t.Fatalf("%d rules evicted", ev)
+	}
+	for name, tok := range map[string]string{"the other user's ended session": victim, "a looped session": looped, "the user's open session (issued before)": live} {
+		if got := serve(m, bearerReq(tok)).Code; got != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", name, got)
+		}
+	}
+	if got := serve(m, bearerReq(claimsToken(t, accessClaims(testIss, testSub, "new-login", now+5)))).Code; got != http.StatusTeapot {
+		t.Errorf("the user's next login: %d, want it to pass", got)
+	}
+	if got := serve(m, bearerReq(claimsToken(t, accessClaims(testIss, "third-user", "s3", now-30)))).Code; got != http.StatusTeapot {
+		t.Errorf("a third user: %d, want it to pass", got)
+	}
+	if f := m.domain.folds.count(); f != 4*sessionsPerSubject {
+		t.Errorf("%d logouts folded, want %d", f, 4*sessionsPerSubject)
+	}
+	if text := string(m.domain.metricsText()); !strings.Contains(text, "tokenrevoke_session_rules_folded_total "+strconv.Itoa(4*sessionsPerSubject)+"\n") {
+		t.Errorf("metrics:\n%s", text)
+	}
+}
+
+func TestSessionFoldsWindowAndBound(t *testing.T) {
+	f := newSessionFolds()
+	key := ruleKey(testIss, "u")
+	for i := 1; i <= sessionsPerSubject+2; i++ {
+		fold, first := f.fold(key, 1000, 60)
+		if fold != (i > sessionsPerSubject) || first != (i == sessionsPerSubject+1) {
+			t.Fatalf("logout %d: fold %v first %v", i, fold, first)
+		}
+	}
+	// The window ends: counting starts again.
+	if fold, _ := f.fold(key, 1060, 60); fold {
+		t.Fatal("the count did not start again after the window")
+	}
+	// Bounded: past foldSubjectsMax live subjects a new one is not counted; once their
+	// windows end they are swept (at most once a minute while full).
+	for i := 0; len(f.windows) < foldSubjectsMax; i++ {
+		f.fold(ruleKey(testIss, "s"+strconv.Itoa(i)), 1070, 100)
+	}
+	extra := ruleKey(testIss, "one-more")
+	f.fold(extra, 1100, 100)
+	if _, ok := f.windows[extra]; ok || len(f.windows) != foldSubjectsMax {
+		t.Fatalf("%d subjects counted, want %d", len(f.windows), foldSubjectsMax)
+	}
+	f.fold(extra, 1200, 100)
+	if _, ok := f.windows[extra]; !ok || len(f.windows) != 1 {
+		t.Fatalf("after the windows ended: %d subjects counted, want 1 (one-more)", len(f.windows))
+	}
+}
+
+// The same bound for refreshRevokesSession: a client revoking its own refresh tokens in
+// a loop adds one subject rule past sessionsPerSubject.
+func TestRefreshRevocationLoopFolds(t *testing.T) {
+	m, _ := newLogoutMiddleware(t, func(c *Config) { c.RefreshRevokesSession = true })
+	k := testKeys(t)
+	now := time.Now().Unix()
+	for i := 0; i < sessionsPerSubject+3; i++ {
+		rt := signToken(t, "ES256", k.p256, map[string]interface{}{"kid": "e256", "typ": "refresh+jwt"},
+			map[string]interface{}{"iss": testIss, "sub": testSub, "sid": "rs-" + strconv.Itoa(i), "iat": now - 30, "exp": now + 3600})
+		if got := serve(m, revokeReq("token="+url.QueryEscape(rt)+"&token_type_hint=refresh_token", basic("portal", "s3cret"))).Code; got != 200 {
+			t.Fatalf("revocation %d: %d", i, got)
+		}
+	}
+	if n, f := m.cache.ruleCount(), m.domain.folds.count(); n != sessionsPerSubject+1 || f != 3 {
+		t.Fatalf("%d rules and %d folds, want %d and 3", n, f, sessionsPerSubject+1)
+	}
+	if got := serve(m, bearerReq(claimsToken(t, accessClaims(testIss, testSub, "any-session", now-10)))).Code; got != http.StatusUnauthorized {
+		t.Fatalf("a session of the subject after the fold: %d, want 401", got)
+	}
 }

@@ -20,6 +20,7 @@ type domain struct {
 	mu         sync.Mutex
 	issuerSets map[string]*logoutIssuers // by issuerSetKey (backchannel.go)
 	jti        *jtiGuard                 // logout tokens' jti already accepted
+	folds      *sessionFolds             // session rules per subject (folds.go)
 }
 
 // link shares revocations with other gateways (implemented over NATS).
@@ -98,7 +99,7 @@ func joinDomain(s *settings, log *logger) (*domain, error) {
 // newDomain returns a domain with an empty store and no NATS link.
 func newDomain(cacheSize int, log *logger) *domain {
 	return &domain{cache: newTokenCache(cacheSize, log), log: log, limiter: newRateLimiter(), metrics: newMetrics(),
-		issuerSets: make(map[string]*logoutIssuers), jti: newJTIGuard(logoutReplayMax)}
+		issuerSets: make(map[string]*logoutIssuers), jti: newJTIGuard(logoutReplayMax), folds: newSessionFolds()}
 }
 
 // janitor sweeps expired entries for the life of the process (domains are never

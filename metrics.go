@@ -188,6 +188,8 @@ func (d *domain) metricsText() []byte {
 	w.intSample("tokenrevoke_rules", "", int64(rules))
 	w.family("tokenrevoke_rule_evictions_total", "counter", "Unexpired session and subject rules dropped because as many rules as cacheSize were held.")
 	w.intSample("tokenrevoke_rule_evictions_total", "", ruleEvictions)
+	w.family("tokenrevoke_session_rules_folded_total", "counter", "Session logouts turned into their subject's rule because that subject ended more sessions within maxTokenLifetime than one gateway keeps rules for.")
+	w.intSample("tokenrevoke_session_rules_folded_total", "", d.folds.count())
 	w.family("tokenrevoke_logout_refused_total", "counter", "Back-channel logout tokens refused (400: invalid, replayed, or the issuer's keys unavailable).")
 	w.intSample("tokenrevoke_logout_refused_total", "", atomic.LoadInt64(&m.logoutRefused))
 	w.family("tokenrevoke_revocations_unverified_total", "counter", "Revocations of a configured issuer's JWT not stored because its signature did not verify (answered 200, RFC 7009).")
