@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -118,5 +119,93 @@ func TestBackchannelLogoutRealIdPAndTraefik(t *testing.T) {
 			}
 		}
 		checkNoPluginErrors(t, gw)
+	}
+}
+
+// A user whose sessions end over and over (a login/logout loop) through the provider's
+// real logout tokens: past 50 session rules of that subject at gateway A, A turns the
+// user's further session logouts into one subject rule, which B enforces: the loop holds
+// 51 rules however long it runs, the user's open session ends, another user's passes.
+func TestLogoutLoopFoldsIntoSubjectRuleAcrossGateways(t *testing.T) {
+	n := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	backend := harness.StartBackend(t)
+	portA, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := idptest.Start(t, idptest.Options{
+		BackchannelLogoutURIs: []string{fmt.Sprintf("http://127.0.0.1:%d%s", portA, logoutPath)},
+		AccessTokenAlg:        "ES256",
+	})
+	cfgA := logoutPluginConfig(n.URL, "gw-a", idp)
+	cfgA["metricsPath"] = "/metrics"
+	a := harness.StartTraefik(t, harness.TraefikOptions{Name: "a", API: true, WebPort: portA,
+		Dynamic: harness.Dynamic{BackendURL: backend.URL, Plugin: cfgA}})
+	b := startGateway(t, "b", backend, logoutPluginConfig(n.URL, "gw-b", idp))
+
+	looper := idp.Login(t, "mallory")
+	other := idp.Login(t, "carol")
+	logout := func(i int) {
+		t.Helper()
+		ds, err := idp.SendLogoutToken(looper.Sub, fmt.Sprintf("loop-%d", i))
+		if err != nil || len(ds) != 1 || ds[0].Status != http.StatusOK {
+			t.Fatalf("logout %d: %v %+v\nA log:\n%s", i, err, ds, a.Log())
+		}
+	}
+	for i := 0; i < 50; i++ {
+		logout(i)
+	}
+	waitRules := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			doc := statusDoc(t, b, "/status")
+			if doc["rules"] == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("B holds %v rules, want %v", doc["rules"], want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitRules(50)
+	if r := bearerGet(t, b, looper.AccessToken); r.status != http.StatusOK {
+		t.Fatalf("the looping user's open session after 50 other sessions ended: %s", r)
+	}
+	for i := 50; i < 80; i++ {
+		logout(i)
+	}
+	waitRules(51)
+	waitRevoked(t, b, looper.AccessToken, 2*time.Second)
+	if r := bearerGet(t, b, other.AccessToken); r.status != http.StatusOK {
+		t.Fatalf("another user's session: %s", r)
+	}
+	resp, err := http.Get(a.WebURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var page strings.Builder
+	_, _ = io.Copy(&page, resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(page.String(), "\ntokenrevoke_session_rules_folded_total 30\n") {
+		t.Fatalf("A's metrics:\n%s", page.String())
+	}
+	if !a.LogContains("more than 50 sessions of subject") {
+		t.Fatalf("A did not warn:\n%s", a.Log())
+	}
+	for _, gw := range []*harness.Traefik{a, b} {
+		for _, secret := range []string{looper.Sub, looper.SID, looper.AccessToken} {
+			if gw.LogContains(secret) {
+				t.Fatalf("gateway %s logged a sid, sub or token", gw.Name)
+			}
+		}
+	}
+	checkNoPluginErrors(t, b)
+	// Traefik logs a plugin's stderr at error level: on A, the warning is the one line.
+	for _, line := range a.ErrorLines() {
+		if !strings.Contains(line, "more than 50 sessions of subject") {
+			t.Errorf("gateway a: error in log: %s", line)
+		}
 	}
 }
