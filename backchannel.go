@@ -151,8 +151,9 @@ func (m *Middleware) endRefreshSession(token, hint, client string, now time.Time
 	if tok.Claims.HasSub && tok.Claims.Sub != "" && m.foldSession(tok.Claims.Iss, tok.Claims.Sub, cutoff) {
 		kind, value, what = kindSub, tok.Claims.Sub, "subject"
 	}
-	// The key is computed once, from the chosen value: under yaegi v0.16.1 a [32]byte
-	// reassigned in a multiple assignment kept its first value.
+	// The key is computed after the choice, in its own statement: under yaegi v0.16.1 a
+	// multiple assignment that mixes a call with plain values leaves the plain ones
+	// unassigned (e2e/yaegiload/traps_test.go).
 	key := ruleKey(tok.Claims.Iss, value)
 	if _, err := m.domain.revokeRule(revocation{sum: key, kind: kind, cutoff: cutoff, exp: exp, revokedAt: now, client: client}); err != nil {
 		return err
