@@ -238,6 +238,17 @@ func (r *ruleSet) evictEarliestLocked(now int64) bool {
 	return false
 }
 
+// ruleOf returns the cutoff and expiry held for a rule of kind for key, live at now.
+func (c *tokenCache) ruleOf(kind uint8, key [32]byte, now int64) (int64, int64, bool) {
+	c.mu.RLock()
+	e, held := c.rules.mapOf(kind).get(key)
+	c.mu.RUnlock()
+	if !held || e.exp <= now {
+		return 0, 0, false
+	}
+	return e.cutoff, e.exp, true
+}
+
 // ruleStats returns rules held, and live rules evicted because the set was full.
 func (c *tokenCache) ruleStats() (held int, evictions int64) {
 	c.mu.RLock()

@@ -305,16 +305,6 @@ func TestLogoutConfigErrors(t *testing.T) {
 // ruleCutoff returns the cutoff of the live rule of kind for key (tests; the request
 // path probes the maps itself, in ruleRevoked).
 func (c *tokenCache) ruleCutoff(kind uint8, key [32]byte, now int64) (int64, bool) {
-	m := c.rules.sids
-	if kind == ruleSub {
-		m = c.rules.subs
-	}
-	c.mu.RLock()
-	cut, ok := m.cut[key]
-	exp := m.exp[key]
-	c.mu.RUnlock()
-	if !ok || exp <= now {
-		return 0, false
-	}
-	return cut, true
+	cut, _, ok := c.ruleOf(kind, key, now)
+	return cut, ok
 }

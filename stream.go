@@ -288,7 +288,12 @@ func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
 		// Rules are few: applied at once (order does not matter: the later cutoff wins).
 		atomic.AddInt64(&f.received, 1)
 		now := time.Now().Unix()
-		f.cache.addRule(rule, sum, cutoff, capExpiry(exp, now, f.n.maxTTL), now)
+		if held, latest := f.cache.addRule(rule, sum, cutoff, capExpiry(exp, now, f.n.maxTTL), now); held && latest > cutoff {
+			// The stream keeps one message per rule key, and this one, arriving after a
+			// later cutoff, replaced it there: a gateway that joins from the stream
+			// alone would hold the earlier cutoff. Publish the later one again.
+			go f.republishRule(rule, sum)
+		}
 		f.batchSeq = m.StreamSeq
 		if len(f.keys) == 0 {
 			atomic.StoreUint64(&f.applied, m.StreamSeq)
@@ -310,6 +315,26 @@ func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
 	if m.Pending < replayBatch || len(f.keys) >= replayBatch {
 		f.flush()
 	}
+}
+
+// republishRule publishes the rule held for key again (its later cutoff and its
+// expiry), so that the stream's one message for the key is not an earlier cutoff. It
+// runs on its own goroutine: a publish waits for the stream's ack.
+func (f *streamFollower) republishRule(rule uint8, key [32]byte) {
+	cutoff, exp, ok := f.cache.ruleOf(rule, key, time.Now().Unix())
+	if !ok {
+		return
+	}
+	kind := kindSID
+	if rule == ruleSub {
+		kind = kindSub
+	}
+	body, subject := encodeRevocation(revocation{sum: key, kind: kind, cutoff: cutoff, exp: exp, revokedAt: time.Now()}, f.n)
+	if err := f.publish(subject, body, exp); err != nil {
+		f.log.warnf("nats: stream %s: an earlier cutoff of %s rule %s arrived last; publishing the later one again failed: %v", f.n.stream, kind, shortHash(key), err)
+		return
+	}
+	f.log.infof("nats: stream %s: an earlier cutoff of %s rule %s arrived last; the later one is published again", f.n.stream, kind, shortHash(key))
 }
 
 func (f *streamFollower) flush() {

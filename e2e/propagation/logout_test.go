@@ -307,3 +307,71 @@ func TestRulesFromNatsGoAndSnapshots(t *testing.T) {
 	}
 	check(g2)
 }
+
+// The stream keeps one message per rule key. When an earlier cutoff for a key is stored
+// after a later one (a publisher that had not seen the later rule yet, or a provider's
+// late retry), a running gateway that holds the later cutoff publishes it again, so that
+// a gateway that joins from the stream alone (no snapshot) holds the later cutoff too.
+func TestLaterCutoffRestoredInTheStream(t *testing.T) {
+	idp := newTestIdP(t)
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	extra := map[string]any{"stream": "REVOCATIONS", "snapshotEvery": -1}
+	g1 := newGateway(t, natsConfig([]string{srv.URL}, "gw-1", extra))
+	if _, err := g1.WaitSynced(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	now := time.Now().Unix()
+	key := ruleKeyHex("sid", "", "sess-late", "")
+	publish := func(cutoff int64) {
+		t.Helper()
+		m := nats.NewMsg("tokens.revoked.sid." + key)
+		m.Header.Set("Nats-TTL", "3600s")
+		m.Data = []byte(fmt.Sprintf(`{"v":2,"kind":"sid","key":"%s","cutoff":%d,"exp":%d,"origin":"idp"}`, key, cutoff, cutoff+3600))
+		if _, err := js.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Issued between the two cutoffs: only the later one revokes it.
+	between := idp.access(t, "frank", "sess-late", now-50)
+	publish(now - 10)
+	if !g1.waitRejected(between, 5*time.Second) {
+		t.Fatal("gw-1 does not enforce the rule")
+	}
+	publish(now - 100) // the earlier cutoff, stored last
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := js.GetLastMsg("REVOCATIONS", "tokens.revoked.sid."+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(m.Data), fmt.Sprintf(`"cutoff":%d,`, now-10)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream still holds %s\ngw-1 log:\n%s", m.Data, g1.logged())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g1.call(between) != 401 {
+		t.Fatal("gw-1 went back to the earlier cutoff")
+	}
+	g2 := newGateway(t, natsConfig([]string{srv.URL}, "gw-2", extra))
+	if _, err := g2.WaitSynced(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if g2.call(between) != 401 {
+		t.Fatalf("gw-2, joining from the stream, holds the earlier cutoff; log:\n%s", g2.logged())
+	}
+	if g2.call(idp.access(t, "frank", "sess-late", now+5)) != 200 {
+		t.Fatal("gw-2 rejects a token issued after the later cutoff")
+	}
+	if !strings.Contains(g1.logged(), "the later one is published again") {
+		t.Fatalf("gw-1 did not say it republished; log:\n%s", g1.logged())
+	}
+}
