@@ -18,6 +18,21 @@ import (
 // a conversion is). A refresh-token rule written that way came out as a session rule
 // keyed by the subject under yaegi, and right natively.
 
+// yaegi v0.16.1 also keeps Go's loop variables as they were before Go 1.22: one
+// variable for the whole loop, not one per iteration. A closure or a pointer that
+// outlives an iteration sees the last value under Traefik, while the same code compiled
+// with this module's Go version sees its own iteration's value.
+const loopProgram = `package main
+
+func Run() int {
+	var fns []func() int
+	for i := 0; i < 3; i++ {
+		fns = append(fns, func() int { return i })
+	}
+	return fns[0]() + 10*fns[1]() + 100*fns[2]()
+}
+`
+
 const trapProgram = `package main
 
 func n() int { return 8 }
@@ -51,6 +66,141 @@ func TestMultipleAssignmentTrapIsReal(t *testing.T) {
 	if got := v.String(); got != "sid," {
 		t.Fatalf("yaegi assigned %q (compiled Go: \"sub,x\"): the multiple-assignment defect is gone", got)
 	}
+}
+
+// TestLoopVariableTrapIsReal shows the shared loop variable in the interpreter.
+func TestLoopVariableTrapIsReal(t *testing.T) {
+	i := interp.New(interp.Options{})
+	if err := i.Use(stdlib.Symbols); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Eval(loopProgram); err != nil {
+		t.Fatal(err)
+	}
+	v, err := i.Eval("main.Run()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Int(); got != 333 {
+		t.Fatalf("yaegi gave %d (compiled Go 1.22+: 210, one variable per iteration; 333: one for the loop): the loop-variable difference is gone", got)
+	}
+}
+
+// TestInterpretedSourceAvoidsLoopVariableCapture: in the code Traefik interprets, no
+// closure in plugin code captures a loop variable, and neither plugin code nor tests
+// take a loop variable's address or capture it in a go or defer statement (tests may
+// capture one in a t.Run body or a helper called within the iteration).
+func TestInterpretedSourceAvoidsLoopVariableCapture(t *testing.T) {
+	var found []string
+	for _, dir := range []string{RepoRoot(), filepath.Join(RepoRoot(), "natsclient")} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no Go files in %s: %v", dir, err)
+		}
+		fset := token.NewFileSet()
+		for _, f := range files {
+			af, err := parser.ParseFile(fset, f, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found = append(found, loopCaptures(fset, af, !strings.HasSuffix(f, "_test.go"))...)
+		}
+	}
+	if len(found) > 0 {
+		t.Fatalf("loop variables that outlive their iteration (under yaegi every iteration shares one; copy the value first):\n%s", strings.Join(found, "\n"))
+	}
+	fset := token.NewFileSet()
+	af, err := parser.ParseFile(fset, "loop.go", loopProgram, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(loopCaptures(fset, af, true)); n != 1 {
+		t.Fatalf("the check found %d of the 1 capture in the sample", n)
+	}
+}
+
+// loopCaptures lists uses of a loop variable (declared by the for or range statement)
+// that may outlive the iteration: its address; its use in a function literal under a go
+// or defer statement; and, when anyClosure, its use in any function literal.
+func loopCaptures(fset *token.FileSet, f *ast.File, anyClosure bool) []string {
+	var out []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		var vars []*ast.Object
+		var body *ast.BlockStmt
+		switch l := n.(type) {
+		case *ast.ForStmt:
+			if as, ok := l.Init.(*ast.AssignStmt); ok && as.Tok == token.DEFINE {
+				for _, e := range as.Lhs {
+					if id, ok := e.(*ast.Ident); ok && id.Obj != nil {
+						vars = append(vars, id.Obj)
+					}
+				}
+			}
+			body = l.Body
+		case *ast.RangeStmt:
+			if l.Tok == token.DEFINE {
+				for _, e := range []ast.Expr{l.Key, l.Value} {
+					if id, ok := e.(*ast.Ident); ok && id.Obj != nil {
+						vars = append(vars, id.Obj)
+					}
+				}
+			}
+			body = l.Body
+		default:
+			return true
+		}
+		isLoopVar := func(x ast.Expr) bool {
+			id, ok := x.(*ast.Ident)
+			if !ok {
+				return false
+			}
+			for _, v := range vars {
+				if id.Obj == v {
+					return true
+				}
+			}
+			return false
+		}
+		usesLoopVar := func(fl *ast.FuncLit) bool {
+			uses := false
+			ast.Inspect(fl.Body, func(k ast.Node) bool {
+				if x, ok := k.(ast.Expr); ok && isLoopVar(x) {
+					uses = true
+				}
+				return !uses
+			})
+			return uses
+		}
+		if len(vars) == 0 {
+			return true
+		}
+		var walk func(m ast.Node, deferred bool)
+		walk = func(m ast.Node, deferred bool) {
+			ast.Inspect(m, func(k ast.Node) bool {
+				switch e := k.(type) {
+				case *ast.GoStmt:
+					walk(e.Call, true)
+					return false
+				case *ast.DeferStmt:
+					walk(e.Call, true)
+					return false
+				case *ast.FuncLit:
+					if (deferred || anyClosure) && usesLoopVar(e) {
+						out = append(out, fset.Position(e.Pos()).String()+" (closure)")
+						return false
+					}
+				case *ast.UnaryExpr:
+					if e.Op == token.AND && isLoopVar(e.X) {
+						out = append(out, fset.Position(e.Pos()).String()+" (address)")
+					}
+				}
+				return true
+			})
+		}
+		walk(body, false)
+		return true
+	})
+	return out
 }
 
 // TestInterpretedSourceAvoidsMultipleAssignmentTrap: no "a, b = call(), x" in the code
