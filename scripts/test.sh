@@ -5,7 +5,7 @@
 #   3. the same packages under the yaegi v0.16.1 interpreter (what Traefik runs)
 #   4. the e2e module: the plugin loaded exactly as Traefik loads it, gateways sharing
 #      revocations over an embedded nats-server, and real Traefik v3.6.12 processes
-# It installs what it needs (yaegi CLI, nats-server, promtool and prometheus, Traefik built
+# It installs what it needs (yaegi CLI, nats-server, the nats command, promtool and prometheus, Traefik built
 # from the Go module proxy into .cache/). Set SKIP_TRAEFIK_BUILD=1 with TRAEFIK_BIN=... to use a prebuilt binary.
 set -euo pipefail
 
@@ -24,6 +24,12 @@ if ! nats-server --version 2>/dev/null | grep -q 'v2.12.1'; then
   go install github.com/nats-io/nats-server/v2@v2.12.1
 fi
 export NATS_SERVER_BIN="$gobin/nats-server"
+# The nats command (natscli) lists and pings the gateways in e2e (TestFleetView): the
+# variable makes that test fail, not skip, without it.
+if ! "$gobin/nats" --version 2>&1 | grep -q 'v0.5.0'; then
+  go install github.com/nats-io/natscli/nats@v0.5.0
+fi
+export NATS_CLI_BIN="$gobin/nats" TOKENREVOKE_REQUIRE_NATSCLI=1
 # The differential test runs a Python backend that verifies ES256 with the cryptography
 # package, and the identity-provider tests run oidc-provider on Node (npm ci on first use).
 if ! python3 -c 'import cryptography' 2>/dev/null; then

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -247,6 +248,49 @@ func TestFleetView(t *testing.T) {
 		t.Logf("tokenrevoke gateways:\n%s", strings.Join(table, "\n"))
 	})
 
+	// The nats command (natscli) itself lists, describes and pings the gateways.
+	t.Run("nats CLI", func(t *testing.T) {
+		natsBin := natsCLI(t)
+		run := func(args ...string) []byte {
+			t.Helper()
+			cmd := exec.Command(natsBin, append([]string{"-s", srv.URL}, args...)...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("nats %v: %v\n%s%s", args, err, out, stderr.Bytes())
+			}
+			return out
+		}
+		ls := string(run("micro", "ls", "tokenrevoke"))
+		for gw, id := range ids {
+			if !strings.Contains(ls, id) || !strings.Contains(ls, "tokenrevoke gateway "+gw) {
+				t.Fatalf("nats micro ls does not list %s (%s):\n%s", gw, id, ls)
+			}
+			var out struct {
+				Info  micro.Info  `json:"info"`
+				Stats micro.Stats `json:"stats"`
+			}
+			if err := json.Unmarshal(run("micro", "info", "tokenrevoke", id, "--json"), &out); err != nil {
+				t.Fatal(err)
+			}
+			info := out.Info
+			if out.Stats.ID != id {
+				t.Fatalf("nats micro info %s: stats of %q", gw, out.Stats.ID)
+			}
+			if info.ID != id || info.Metadata["gateway"] != gw || len(info.Endpoints) != 1 || info.Endpoints[0].Name != "status" {
+				t.Fatalf("nats micro info %s: %+v", gw, info)
+			}
+		}
+		stats := string(run("micro", "stats", "tokenrevoke"))
+		if !strings.Contains(stats, ids["gw-one"]) || !strings.Contains(stats, ids["gw-two"]) {
+			t.Fatalf("nats micro stats:\n%s", stats)
+		}
+		if ping := strings.Count(string(run("micro", "ping", "tokenrevoke")), "rtt="); ping != 2 {
+			t.Fatalf("nats micro ping: %d answers, want 2", ping)
+		}
+	})
+
 	// The gateways' subscriptions come back with the connection.
 	t.Run("after a NATS restart", func(t *testing.T) {
 		if err := srv.Restart(); err != nil {
@@ -276,4 +320,22 @@ func strictDecodeLoose(t *testing.T, data []byte, v any) {
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("decode %T: %v\n%s", v, err, data)
 	}
+}
+
+// natsCLI is the nats command (github.com/nats-io/natscli): $NATS_CLI_BIN, else nats in
+// PATH. Without it the test is skipped, unless TOKENREVOKE_REQUIRE_NATSCLI=1 (set by
+// scripts/test.sh, which installs it).
+func natsCLI(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("NATS_CLI_BIN"); bin != "" {
+		return bin
+	}
+	if bin, err := exec.LookPath("nats"); err == nil {
+		return bin
+	}
+	if os.Getenv("TOKENREVOKE_REQUIRE_NATSCLI") == "1" {
+		t.Fatal("the nats command is not installed and TOKENREVOKE_REQUIRE_NATSCLI=1: go install github.com/nats-io/natscli/nats@v0.5.0")
+	}
+	t.Skip("the nats command is not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
+	return ""
 }
