@@ -4,8 +4,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testTokenPath = "/token"
@@ -187,5 +189,31 @@ func TestRefreshFailClosed(t *testing.T) {
 	data, _ := io.ReadAll(strings.NewReader(b.body[len(b.body)-1]))
 	if string(data) != "grant_type=refresh_token&refresh_token=rt-1&client_id=rp" {
 		t.Fatalf("body changed: %q", data)
+	}
+}
+
+// A session ended by a rule (a back-channel logout, or an operator's revoke-session)
+// also ends its JWT refresh tokens at tokenPath: otherwise a client would refresh its way
+// to new access tokens (issued after the cutoff) of the ended session.
+func TestRefreshOfAnEndedSessionIsRefused(t *testing.T) {
+	m, b := newTestMiddleware(t, func(c *Config) { c.TokenPath = testTokenPath })
+	now := time.Now().Unix()
+	m.cache.addRule(ruleSID, ruleKey(testIss, "ended"), now-60, now+3600, now)
+	refresh := func(sid string, iat int64) string {
+		return signToken(t, "ES256", testKeys(t).p256, map[string]interface{}{"kid": "e256", "typ": "refresh+jwt"},
+			map[string]interface{}{"iss": testIss, "sub": testSub, "sid": sid, "iat": iat, "exp": iat + 86400})
+	}
+	grant := func(rt string) *httptest.ResponseRecorder {
+		return serve(m, tokenReq(http.MethodPost, testTokenPath, form, "grant_type=refresh_token&refresh_token="+url.QueryEscape(rt)))
+	}
+	rec := grant(refresh("ended", now-120))
+	checkError(t, rec, http.StatusBadRequest, errInvalidGrant)
+	if b.count() != 0 {
+		t.Fatal("the provider saw the ended session's refresh token")
+	}
+	for name, rt := range map[string]string{"another session": refresh("open", now-120), "issued after the cutoff": refresh("ended", now-30)} {
+		if rec := grant(rt); rec.Code != http.StatusTeapot {
+			t.Errorf("%s: %d, want it passed to the provider", name, rec.Code)
+		}
 	}
 }
