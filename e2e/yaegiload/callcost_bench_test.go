@@ -1,11 +1,6 @@
 package yaegiload
 
-import (
-	"testing"
-
-	"github.com/traefik/yaegi/interp"
-	"github.com/traefik/yaegi/stdlib"
-)
+import "testing"
 
 // What one standard-library call costs when interpreted code makes it (yaegi calls
 // them through reflection), measured in an interpreter set up as Traefik's: the floor
@@ -63,19 +58,8 @@ func Sum256(n int) {
 `
 
 func BenchmarkYaegiStdlibCall(b *testing.B) {
-	i := interp.New(interp.Options{})
-	if err := i.Use(stdlib.Symbols); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := i.Eval(callCostProgram); err != nil {
-		b.Fatal(err)
-	}
 	for _, name := range []string{"Empty", "IndexByte", "Base64Decode", "Unmarshal", "Sum256"} {
-		v, err := i.Eval("main." + name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		run := v.Interface().(func(int))
+		run := evalProgram(b, callCostProgram, "main."+name).Interface().(func(int))
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()

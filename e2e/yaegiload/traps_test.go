@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -52,36 +53,32 @@ func Run() string {
 // TestMultipleAssignmentTrapIsReal shows the interpreter the plugin runs in still has
 // the defect (if a later yaegi fixes it, this fails and the rule below can go).
 func TestMultipleAssignmentTrapIsReal(t *testing.T) {
-	i := interp.New(interp.Options{})
-	if err := i.Use(stdlib.Symbols); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := i.Eval(trapProgram); err != nil {
-		t.Fatal(err)
-	}
-	v, err := i.Eval("main.Run()")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := v.String(); got != "sid," {
+	if got := evalProgram(t, trapProgram, "main.Run()").String(); got != "sid," {
 		t.Fatalf("yaegi assigned %q (compiled Go: \"sub,x\"): the multiple-assignment defect is gone", got)
 	}
 }
 
-// TestLoopVariableTrapIsReal shows the shared loop variable in the interpreter.
-func TestLoopVariableTrapIsReal(t *testing.T) {
+// evalProgram evaluates program in an interpreter set up as Traefik's (standard library
+// symbols only), then expr.
+func evalProgram(tb testing.TB, program, expr string) reflect.Value {
+	tb.Helper()
 	i := interp.New(interp.Options{})
 	if err := i.Use(stdlib.Symbols); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if _, err := i.Eval(loopProgram); err != nil {
-		t.Fatal(err)
+	if _, err := i.Eval(program); err != nil {
+		tb.Fatal(err)
 	}
-	v, err := i.Eval("main.Run()")
+	v, err := i.Eval(expr)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if got := v.Int(); got != 333 {
+	return v
+}
+
+// TestLoopVariableTrapIsReal shows the shared loop variable in the interpreter.
+func TestLoopVariableTrapIsReal(t *testing.T) {
+	if got := evalProgram(t, loopProgram, "main.Run()").Int(); got != 333 {
 		t.Fatalf("yaegi gave %d (compiled Go 1.22+: 210, one variable per iteration; 333: one for the loop): the loop-variable difference is gone", got)
 	}
 }
@@ -91,6 +88,21 @@ func TestLoopVariableTrapIsReal(t *testing.T) {
 // take a loop variable's address or capture it in a go or defer statement (tests may
 // capture one in a t.Run body or a helper called within the iteration).
 func TestInterpretedSourceAvoidsLoopVariableCapture(t *testing.T) {
+	found := scanInterpreted(t, func(fset *token.FileSet, f *ast.File, name string) []string {
+		return loopCaptures(fset, f, !strings.HasSuffix(name, "_test.go"))
+	})
+	if len(found) > 0 {
+		t.Fatalf("loop variables that outlive their iteration (under yaegi every iteration shares one; copy the value first):\n%s", strings.Join(found, "\n"))
+	}
+	if n := len(scanSource(t, loopProgram, func(fset *token.FileSet, f *ast.File) []string { return loopCaptures(fset, f, true) })); n != 1 {
+		t.Fatalf("the check found %d of the 1 capture in the sample", n)
+	}
+}
+
+// scanInterpreted runs check on every Go file Traefik interprets: the plugin package
+// and natsclient, tests included (they run under yaegi too).
+func scanInterpreted(t *testing.T, check func(fset *token.FileSet, f *ast.File, name string) []string) []string {
+	t.Helper()
 	var found []string
 	for _, dir := range []string{RepoRoot(), filepath.Join(RepoRoot(), "natsclient")} {
 		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -98,25 +110,26 @@ func TestInterpretedSourceAvoidsLoopVariableCapture(t *testing.T) {
 			t.Fatalf("no Go files in %s: %v", dir, err)
 		}
 		fset := token.NewFileSet()
-		for _, f := range files {
-			af, err := parser.ParseFile(fset, f, nil, 0)
+		for _, name := range files {
+			f, err := parser.ParseFile(fset, name, nil, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			found = append(found, loopCaptures(fset, af, !strings.HasSuffix(f, "_test.go"))...)
+			found = append(found, check(fset, f, name)...)
 		}
 	}
-	if len(found) > 0 {
-		t.Fatalf("loop variables that outlive their iteration (under yaegi every iteration shares one; copy the value first):\n%s", strings.Join(found, "\n"))
-	}
+	return found
+}
+
+// scanSource runs check on one source text (a sample the check must catch).
+func scanSource(t *testing.T, src string, check func(fset *token.FileSet, f *ast.File) []string) []string {
+	t.Helper()
 	fset := token.NewFileSet()
-	af, err := parser.ParseFile(fset, "loop.go", loopProgram, 0)
+	f, err := parser.ParseFile(fset, "sample.go", src, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(loopCaptures(fset, af, true)); n != 1 {
-		t.Fatalf("the check found %d of the 1 capture in the sample", n)
-	}
+	return check(fset, f)
 }
 
 // loopCaptures lists uses of a loop variable (declared by the for or range statement)
@@ -207,31 +220,13 @@ func loopCaptures(fset *token.FileSet, f *ast.File, anyClosure bool) []string {
 // Traefik interprets (the plugin package and natsclient, tests included: they run
 // under yaegi too).
 func TestInterpretedSourceAvoidsMultipleAssignmentTrap(t *testing.T) {
-	var found []string
-	for _, dir := range []string{RepoRoot(), filepath.Join(RepoRoot(), "natsclient")} {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no Go files in %s: %v", dir, err)
-		}
-		fset := token.NewFileSet()
-		for _, f := range files {
-			af, err := parser.ParseFile(fset, f, nil, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			found = append(found, multipleAssignmentTraps(fset, af)...)
-		}
-	}
+	found := scanInterpreted(t, func(fset *token.FileSet, f *ast.File, _ string) []string {
+		return multipleAssignmentTraps(fset, f)
+	})
 	if len(found) > 0 {
 		t.Fatalf("multiple assignments mixing a call with a plain value (yaegi drops the plain values; split them):\n%s", strings.Join(found, "\n"))
 	}
-	// The check itself finds the shape.
-	fset := token.NewFileSet()
-	af, err := parser.ParseFile(fset, "trap.go", trapProgram, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(multipleAssignmentTraps(fset, af)); n != 2 {
+	if n := len(scanSource(t, trapProgram, multipleAssignmentTraps)); n != 2 {
 		t.Fatalf("the check found %d of the 2 traps in the sample", n)
 	}
 }
