@@ -28,11 +28,11 @@ func logoutPluginConfig(natsURL, name string, idp *idptest.IdP) map[string]any {
 	return cfg
 }
 
-// The whole path with a real OpenID Provider (oidc-provider) and real Traefik gateways:
-// a user's two sessions, the provider's own logout token for one of them received by
-// gateway A, gateway B rejecting that session's access token and passing the other's;
-// then a subject-wide logout ending every session; a later login passing again.
-func TestBackchannelLogoutRealIdPAndTraefik(t *testing.T) {
+// startLogoutFleet starts NATS with JetStream, a backend, a real OpenID Provider whose
+// client has gateway A's receiver as its back-channel logout URI (ES256 access tokens),
+// and two Traefik gateways on the stream (editA, if set, changes A's configuration).
+func startLogoutFleet(t *testing.T, editA func(cfg map[string]any)) (*idptest.IdP, *harness.Traefik, *harness.Traefik) {
+	t.Helper()
 	n := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
 	backend := harness.StartBackend(t)
 	portA, err := harness.FreePort()
@@ -43,9 +43,22 @@ func TestBackchannelLogoutRealIdPAndTraefik(t *testing.T) {
 		BackchannelLogoutURIs: []string{fmt.Sprintf("http://127.0.0.1:%d%s", portA, logoutPath)},
 		AccessTokenAlg:        "ES256",
 	})
+	cfgA := logoutPluginConfig(n.URL, "gw-a", idp)
+	if editA != nil {
+		editA(cfgA)
+	}
 	a := harness.StartTraefik(t, harness.TraefikOptions{Name: "a", API: true, WebPort: portA,
-		Dynamic: harness.Dynamic{BackendURL: backend.URL, Plugin: logoutPluginConfig(n.URL, "gw-a", idp)}})
+		Dynamic: harness.Dynamic{BackendURL: backend.URL, Plugin: cfgA}})
 	b := startGateway(t, "b", backend, logoutPluginConfig(n.URL, "gw-b", idp))
+	return idp, a, b
+}
+
+// The whole path with a real OpenID Provider (oidc-provider) and real Traefik gateways:
+// a user's two sessions, the provider's own logout token for one of them received by
+// gateway A, gateway B rejecting that session's access token and passing the other's;
+// then a subject-wide logout ending every session; a later login passing again.
+func TestBackchannelLogoutRealIdPAndTraefik(t *testing.T) {
+	idp, a, b := startLogoutFleet(t, nil)
 
 	s1 := idp.Login(t, "alice")
 	s2 := idp.Login(t, "alice")
@@ -127,21 +140,7 @@ func TestBackchannelLogoutRealIdPAndTraefik(t *testing.T) {
 // user's further session logouts into one subject rule, which B enforces: the loop holds
 // 51 rules however long it runs, the user's open session ends, another user's passes.
 func TestLogoutLoopFoldsIntoSubjectRuleAcrossGateways(t *testing.T) {
-	n := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
-	backend := harness.StartBackend(t)
-	portA, err := harness.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp := idptest.Start(t, idptest.Options{
-		BackchannelLogoutURIs: []string{fmt.Sprintf("http://127.0.0.1:%d%s", portA, logoutPath)},
-		AccessTokenAlg:        "ES256",
-	})
-	cfgA := logoutPluginConfig(n.URL, "gw-a", idp)
-	cfgA["metricsPath"] = "/metrics"
-	a := harness.StartTraefik(t, harness.TraefikOptions{Name: "a", API: true, WebPort: portA,
-		Dynamic: harness.Dynamic{BackendURL: backend.URL, Plugin: cfgA}})
-	b := startGateway(t, "b", backend, logoutPluginConfig(n.URL, "gw-b", idp))
+	idp, a, b := startLogoutFleet(t, func(cfgA map[string]any) { cfgA["metricsPath"] = "/metrics" })
 
 	looper := idp.Login(t, "mallory")
 	other := idp.Login(t, "carol")

@@ -199,14 +199,7 @@ func TestFleetView(t *testing.T) {
 	bin := buildCLI(t)
 	gateways := func(t *testing.T, args ...string) []byte {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{"-s", srv.URL, "gateways"}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("tokenrevoke gateways %v: %v\n%s%s", args, err, out, stderr.Bytes())
-		}
-		return out
+		return runOutput(t, bin, append([]string{"-s", srv.URL, "gateways"}, args...)...)
 	}
 	// jsonProblem says what is wrong with the --json output, "" when both gateways are
 	// listed with their state.
@@ -253,14 +246,7 @@ func TestFleetView(t *testing.T) {
 		natsBin := natsCLI(t)
 		run := func(args ...string) []byte {
 			t.Helper()
-			cmd := exec.Command(natsBin, append([]string{"-s", srv.URL}, args...)...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatalf("nats %v: %v\n%s%s", args, err, out, stderr.Bytes())
-			}
-			return out
+			return runOutput(t, natsBin, append([]string{"-s", srv.URL}, args...)...)
 		}
 		ls := string(run("micro", "ls", "tokenrevoke"))
 		for gw, id := range ids {
@@ -338,4 +324,18 @@ func natsCLI(t *testing.T) string {
 	}
 	t.Skip("the nats command is not installed (go install github.com/nats-io/natscli/nats@v0.5.0)")
 	return ""
+}
+
+// runOutput runs bin with args and returns its standard output; the test fails, with
+// both outputs, when the command does.
+func runOutput(t *testing.T, bin string, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s%s", bin, args, err, out, stderr.Bytes())
+	}
+	return out
 }

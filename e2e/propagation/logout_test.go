@@ -229,21 +229,9 @@ func TestRulesFromNatsGoAndSnapshots(t *testing.T) {
 	idp := newTestIdP(t)
 	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
 	fillStream(t, srv.URL, 50)
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := nc.JetStream()
+	js := jetStreamOf(t, srv.URL)
 	now := time.Now().Unix()
-	key := ruleKeyHex("sid", "", "sess-9", "")
-	body := fmt.Sprintf(`{"v":2,"kind":"sid","key":"%s","cutoff":%d,"exp":%d,"origin":"idp"}`, key, now, now+3600)
-	msg := nats.NewMsg("tokens.revoked.sid." + key)
-	msg.Header.Set("Nats-TTL", "3600s")
-	msg.Data = []byte(body)
-	if _, err := js.PublishMsg(msg); err != nil {
-		t.Fatal(err)
-	}
+	publishSessionRule(t, js, ruleKeyHex("sid", "", "sess-9", ""), now)
 	fillStreamFrom(t, srv.URL, 50, 10)
 	bin := buildCLI(t)
 	if out, err := exec.Command(bin, "-s", srv.URL, "snapshot").CombinedOutput(); err != nil || !strings.Contains(string(out), "60 entries and 1 rules") {
@@ -320,23 +308,10 @@ func TestLaterCutoffRestoredInTheStream(t *testing.T) {
 	if _, err := g1.WaitSynced(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := nc.JetStream()
+	js := jetStreamOf(t, srv.URL)
 	now := time.Now().Unix()
 	key := ruleKeyHex("sid", "", "sess-late", "")
-	publish := func(cutoff int64) {
-		t.Helper()
-		m := nats.NewMsg("tokens.revoked.sid." + key)
-		m.Header.Set("Nats-TTL", "3600s")
-		m.Data = []byte(fmt.Sprintf(`{"v":2,"kind":"sid","key":"%s","cutoff":%d,"exp":%d,"origin":"idp"}`, key, cutoff, cutoff+3600))
-		if _, err := js.PublishMsg(m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := func(cutoff int64) { publishSessionRule(t, js, key, cutoff) }
 	// Issued between the two cutoffs: only the later one revokes it.
 	between := idp.access(t, "frank", "sess-late", now-50)
 	publish(now - 10)
@@ -373,5 +348,32 @@ func TestLaterCutoffRestoredInTheStream(t *testing.T) {
 	}
 	if !strings.Contains(g1.logged(), "the later one is published again") {
 		t.Fatalf("gw-1 did not say it republished; log:\n%s", g1.logged())
+	}
+}
+
+// jetStreamOf is a nats.go JetStream context on url, closed with the test.
+func jetStreamOf(t *testing.T, url string) nats.JetStreamContext {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// publishSessionRule publishes a session rule for key (hex) with nats.go, in the
+// README's wire format, kept an hour after cutoff.
+func publishSessionRule(t *testing.T, js nats.JetStreamContext, key string, cutoff int64) {
+	t.Helper()
+	m := nats.NewMsg("tokens.revoked.sid." + key)
+	m.Header.Set("Nats-TTL", "3600s")
+	m.Data = []byte(fmt.Sprintf(`{"v":2,"kind":"sid","key":"%s","cutoff":%d,"exp":%d,"origin":"idp"}`, key, cutoff, cutoff+3600))
+	if _, err := js.PublishMsg(m); err != nil {
+		t.Fatal(err)
 	}
 }

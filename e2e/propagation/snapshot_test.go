@@ -65,15 +65,7 @@ type snapshotManifest struct {
 // JetStream context stays usable until the test ends.
 func readManifest(t *testing.T, url string) (snapshotManifest, nats.JetStreamContext) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamOf(t, url)
 	m, err := js.GetLastMsg("REVOCATIONS_SNAPSHOTS", "tokens.revoked-snapshots.manifest")
 	if err != nil {
 		t.Fatalf("no manifest: %v", err)
