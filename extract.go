@@ -286,23 +286,42 @@ func nextParam(raw string) (string, string, string) {
 
 // inspectParams checks the access_token parameters of a query or form body.
 func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
-	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), "access") {
-		return // no parameter can be called access_token, however it is spelled
-	}
-	if strings.Count(raw, "&")+strings.Count(raw, ";") >= maxParams {
+	values, tooMany := namedParams(raw, "access", isTokenParam)
+	if tooMany {
 		in.refuse(http.StatusBadRequest, "Too many parameters to inspect for an access token")
 		return
 	}
+	for _, v := range values {
+		m.checkToken(v, now, in)
+		if in.verdict != passRequest {
+			return
+		}
+	}
+}
+
+// namedParams returns, in order, the decoded values of the parameters of raw (a query
+// string or a form body) whose decoded name match accepts, and whether raw has too many
+// parameters to inspect (maxParams or more; then nothing is returned). word is the
+// lower-case word every such name holds ("access" for access_token) unless it is
+// percent- or plus-encoded: a string without it is passed over in three stdlib calls,
+// and a name shorter than word + "_token" is not decoded.
+func namedParams(raw, word string, match func(string) bool) ([]string, bool) {
+	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), word) {
+		return nil, false
+	}
+	if strings.Count(raw, "&")+strings.Count(raw, ";") >= maxParams {
+		return nil, true
+	}
+	minLen := len(word) + len("_token")
+	var values []string
 	for raw != "" {
 		var key, value string
 		key, value, raw = nextParam(raw)
-		if len(key) >= len("access_token") && isTokenParam(lenientUnescape(key)) {
-			m.checkToken(lenientUnescape(value), now, in)
-			if in.verdict != passRequest {
-				return
-			}
+		if len(key) >= minLen && match(lenientUnescape(key)) {
+			values = append(values, lenientUnescape(value))
 		}
 	}
+	return values, false
 }
 
 // isTokenParam reports whether a decoded parameter name is one a backend maps to

@@ -205,21 +205,15 @@ func asciiCharset(ct string) bool {
 
 // refreshParams checks every refresh_token parameter of a query string or form body.
 func (m *Middleware) refreshParams(raw string, now int64, rc *refreshCheck) {
-	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), "refresh") {
-		return // no parameter can be called refresh_token, however it is spelled
-	}
-	if strings.Count(raw, "&")+strings.Count(raw, ";") >= maxParams {
+	values, tooMany := namedParams(raw, "refresh", isRefreshParam)
+	if tooMany {
 		rc.refuse(http.StatusBadRequest, "Too many parameters to inspect for a refresh token")
 		return
 	}
-	for raw != "" {
-		var key, value string
-		key, value, raw = nextParam(raw)
-		if len(key) >= len("refresh_token") && isRefreshParam(lenientUnescape(key)) {
-			m.checkRefreshToken(lenientUnescape(value), now, rc)
-			if rc.done() {
-				return
-			}
+	for _, v := range values {
+		m.checkRefreshToken(v, now, rc)
+		if rc.done() {
+			return
 		}
 	}
 }
