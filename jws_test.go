@@ -194,15 +194,7 @@ func jwksJSON(t testing.TB, keys ...map[string]interface{}) string {
 // testKeySet: one key per supported type; "r2" is restricted to PS256.
 func testKeySet(t testing.TB) *jwkSet {
 	t.Helper()
-	k := testKeys(t)
-	ks, err := parseJWKS([]byte(jwksJSON(t,
-		rsaJWK("r1", &k.rsa1.PublicKey, nil),
-		rsaJWK("r2", &k.rsa2.PublicKey, map[string]interface{}{"alg": "PS256", "use": "sig"}),
-		ecJWK("e256", &k.p256.PublicKey, nil),
-		ecJWK("e384", &k.p384.PublicKey, map[string]interface{}{"alg": "ES384"}),
-		ecJWK("e521", &k.p521.PublicKey, nil),
-		edJWK("ed", k.ed.Public().(ed25519.PublicKey), nil),
-	)))
+	ks, err := parseJWKS([]byte(testIssuerJWKS(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
