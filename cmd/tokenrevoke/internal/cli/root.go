@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/sign"
 )
 
 // Exit codes (documented in --help and README.md).
@@ -75,6 +77,9 @@ type app struct {
 	env  Env
 	conn connFlags
 	json bool
+	// sign names the signing key; signer is that key once loadSigner ran (nil: unsigned).
+	sign   signFlags
+	signer *sign.Key
 }
 
 func (a *app) now() time.Time {
@@ -199,6 +204,7 @@ context in ~/.config/nats/context/<name>.json; the selected context is used when
 		a.snapshotCmd(),
 		a.purgeCmd(),
 		a.gatewaysCmd(),
+		a.keygenCmd(),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
