@@ -180,20 +180,21 @@ The private key is printed on stdout: redirect it to a protected file.
 				return nil
 			}
 			fmt.Fprintf(a.stdout(), `# tokenrevoke Ed25519 signing key %[1]s, made %[4]s.
+# Both documents go into the middleware's plugin options (plugins.tokenrevoke).
 # 1. Gateways that sign with it (keep this private key secret):
 nats:
   signing:
     keys:
-      - id: %[1]s
+      - id: "%[1]s"
         ed25519PrivateKey: "%[2]s"
-    signWith: %[1]s
+    signWith: "%[1]s"
 ---
 # 2. Every gateway that accepts messages signed with it: add this entry to its
 #    nats.signing.keys (it keeps its own signWith).
 nats:
   signing:
     keys:
-      - id: %[1]s
+      - id: "%[1]s"
         ed25519PublicKey: "%[3]s"
 # 3. The tokenrevoke command signing with it (revoke, revoke-session,
 #    revoke-subject, import, snapshot):
