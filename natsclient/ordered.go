@@ -78,18 +78,23 @@ type OrderedOptions struct {
 	// Logf receives log lines (level "debug", "info", "warn", "error"); the connection's
 	// Logf when nil.
 	Logf func(level, msg string)
-	// Minimal makes OnMsg get only Subject, Data, StreamSeq, ConsumerSeq and Pending:
-	// Header stays nil and Time zero. Headers and timestamps are then not decoded, which
-	// makes each delivery noticeably cheaper under yaegi. Status messages (heartbeats, flow
-	// control) are handled either way.
+	// Minimal makes OnMsg get only Subject, RawHeader, Data, StreamSeq, ConsumerSeq and
+	// Pending: Header stays nil and Time zero (unless KeepTime). Headers and timestamps
+	// are then not decoded, which makes each delivery noticeably cheaper under yaegi.
+	// Status messages (heartbeats, flow control) are handled either way.
 	Minimal bool
+	// KeepTime, with Minimal, still decodes each message's stored time (JSMsg.Time).
+	KeepTime bool
 }
 
 // JSMsg is a message delivered by an ordered consumer. OnMsg gets the same *JSMsg for
 // every message (see OrderedOptions.OnMsg).
 type JSMsg struct {
-	Subject     string
-	Header      Header // nil when the message has no headers (always with Minimal)
+	Subject string
+	Header  Header // nil when the message has no headers (always with Minimal)
+	// RawHeader is the header block exactly as received ("NATS/1.0\r\n...\r\n\r\n"),
+	// empty when the message has none; set with or without Minimal, never reused.
+	RawHeader   []byte
 	Data        []byte
 	StreamSeq   uint64
 	ConsumerSeq uint64    // sequence within the current consumer (restarts at 1 after a recreation)
@@ -460,6 +465,7 @@ func (o *OrderedConsumer) onDelivery(m *Msg) {
 	jm := o.st.jm
 	jm.Subject = m.Subject
 	jm.Header = m.Header
+	jm.RawHeader = m.rawHdr
 	jm.Data = m.Data
 	jm.StreamSeq = m.jsSSeq
 	jm.ConsumerSeq = m.jsDSeq
@@ -653,7 +659,7 @@ func (o *OrderedConsumer) recreate() error {
 	e.onPanic = o.onPanic
 	e.jsAck = true
 	e.skipHdr = o.opts.Minimal
-	e.noTime = o.opts.Minimal
+	e.noTime = o.opts.Minimal && !o.opts.KeepTime
 	e.js = o.st
 	sub, err := c.subscribeEntry(e)
 	if err != nil {
