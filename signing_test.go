@@ -608,3 +608,36 @@ func TestManifestDigestsAndOrigins(t *testing.T) {
 		t.Fatalf("unverified origins %v", got)
 	}
 }
+
+// A key that a forged (unsigned) message got into the cache first, then revoked at the
+// endpoint, belongs to the local client: a flood of unsigned messages cannot evict it.
+func TestLocalRevocationTakesOverAForgedEntry(t *testing.T) {
+	m, _ := newTestMiddleware(t, func(c *Config) {
+		c.CacheSize = 100
+		c.Clients[0].RatePerMinute = -1
+	})
+	n := natsWithSigning(t, nil)
+	l := testLink(n, m.cache)
+	exp := time.Now().Add(time.Hour).Unix()
+	subject, body := tokenMsg(n, "stolen", "", exp)
+	l.onMsg(&natsclient.Msg{Subject: subject, Data: body})
+	if rec := serve(m, revokeReq("token=stolen", basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Fatalf("revoke: %d", rec.Code)
+	}
+	if c := m.cache.originCounts(); c["portal"] != 1 || c[originUnsigned] != 0 {
+		t.Fatalf("origins after the local revocation: %v", c)
+	}
+	for i := 0; i < 500; i++ {
+		subject, body := tokenMsg(n, "flood-"+strconv.Itoa(i), "portal", exp)
+		l.onMsg(&natsclient.Msg{Subject: subject, Data: body})
+	}
+	if rec := serve(m, bearerReq("stolen")); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("the locally revoked token passes after the flood: %d", rec.Code)
+	}
+	// The other way round, an unsigned message does not take a local entry over.
+	subject, body = tokenMsg(n, "stolen", "", exp+60)
+	l.onMsg(&natsclient.Msg{Subject: subject, Data: body})
+	if c := m.cache.originCounts(); c["portal"] != 1 {
+		t.Fatalf("origins after an unsigned repeat: %v", c)
+	}
+}

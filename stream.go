@@ -138,10 +138,9 @@ func (f *streamFollower) setUp() bool {
 		// heartbeats; keep that window short, since the gateway believes it is synced.
 		IdleHeartbeat: consumerHeartbeat,
 		OnMsg:         f.onStreamMsg, // a method value: no extra interpreted call per message
-		// Only Subject, RawHeader (the signature), Data, Pending and Time (a rule's
-		// arrival, capRule) are read: headers stay unparsed.
+		// Only Subject, RawHeader (the signature), Data, Pending and, for a rule, its
+		// StoredTime (capRule) are read: headers and times stay undecoded.
 		Minimal:   true,
-		KeepTime:  true,
 		OnSynced:  f.onSynced,
 		OnStalled: f.onStalled,
 		Logf:      f.nlog.clientLog,
@@ -300,7 +299,7 @@ func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
 		// Rules are few: applied at once (order does not matter: the later cutoff wins).
 		atomic.AddInt64(&f.received, 1)
 		now := time.Now().Unix()
-		cutoff, exp = f.n.capRule(cutoff, exp, m.Time.Unix(), now)
+		cutoff, exp = f.n.capRule(cutoff, exp, m.StoredTime().Unix(), now)
 		if held, latest := f.cache.addRule(rule, sum, cutoff, exp, now); held && latest > cutoff {
 			// The stream keeps one message per rule key, and this one, arriving after a
 			// later cutoff, replaced it there: a gateway that joins from the stream

@@ -1327,9 +1327,9 @@ func TestOrderedPanicAndHeaders(t *testing.T) {
 	}
 }
 
-// TestOrderedMinimalRawHeaderAndTime: with Minimal, Header stays nil but RawHeader holds
-// the header block as stored (empty for a message without headers), and KeepTime still
-// decodes the stored time.
+// TestOrderedMinimalRawHeaderAndTime: with Minimal, Header stays nil and Time zero, but
+// RawHeader holds the header block as stored (empty for a message without headers), and
+// StoredTime decodes the stored time.
 func TestOrderedMinimalRawHeaderAndTime(t *testing.T) {
 	srv := startJSServer(t)
 	lc := &logCapture{}
@@ -1360,12 +1360,14 @@ func TestOrderedMinimalRawHeaderAndTime(t *testing.T) {
 		} else {
 			raws = append(raws, string(m.RawHeader))
 		}
-		times = append(times, m.Time)
+		if !m.Time.IsZero() {
+			raws = append(raws, "Time set despite Minimal")
+		}
+		times = append(times, m.StoredTime())
 		mu.Unlock()
 	}
 	opts := orderedOpts(rec, "RAW", "", 0, lc)
 	opts.Minimal = true
-	opts.KeepTime = true
 	mustSubscribeOrdered(t, c, opts)
 	rec.waitCount(t, 20, 10*time.Second)
 	mu.Lock()
@@ -1379,7 +1381,7 @@ func TestOrderedMinimalRawHeaderAndTime(t *testing.T) {
 			t.Fatalf("message %d: RawHeader %q, want %q", i+1, raw, want)
 		}
 		if times[i].Before(before) || times[i].After(time.Now().Add(time.Minute)) {
-			t.Fatalf("message %d: Time %v with KeepTime", i+1, times[i])
+			t.Fatalf("message %d: StoredTime %v", i+1, times[i])
 		}
 	}
 }

@@ -79,12 +79,10 @@ type OrderedOptions struct {
 	// Logf when nil.
 	Logf func(level, msg string)
 	// Minimal makes OnMsg get only Subject, RawHeader, Data, StreamSeq, ConsumerSeq and
-	// Pending: Header stays nil and Time zero (unless KeepTime). Headers and timestamps
-	// are then not decoded, which makes each delivery noticeably cheaper under yaegi.
-	// Status messages (heartbeats, flow control) are handled either way.
+	// Pending: Header stays nil and Time zero (StoredTime decodes it on demand). Headers
+	// and timestamps are then not decoded, which makes each delivery noticeably cheaper
+	// under yaegi. Status messages (heartbeats, flow control) are handled either way.
 	Minimal bool
-	// KeepTime, with Minimal, still decodes each message's stored time (JSMsg.Time).
-	KeepTime bool
 }
 
 // JSMsg is a message delivered by an ordered consumer. OnMsg gets the same *JSMsg for
@@ -100,6 +98,21 @@ type JSMsg struct {
 	ConsumerSeq uint64    // sequence within the current consumer (restarts at 1 after a recreation)
 	Pending     uint64    // messages still to deliver after this one, as the server saw it
 	Time        time.Time // when the message was stored (zero with Minimal)
+
+	reply string // the delivery's $JS.ACK subject, for StoredTime
+}
+
+// StoredTime is when the message was stored: Time, or, with Minimal, decoded from the
+// delivery's metadata now (zero if it has none).
+func (m *JSMsg) StoredTime() time.Time {
+	if !m.Time.IsZero() {
+		return m.Time
+	}
+	meta, ok := parseAckReply(m.reply)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, meta.ts)
 }
 
 // OrderedConsumer is returned by SubscribeOrdered.
@@ -466,6 +479,7 @@ func (o *OrderedConsumer) onDelivery(m *Msg) {
 	jm.Subject = m.Subject
 	jm.Header = m.Header
 	jm.RawHeader = m.rawHdr
+	jm.reply = m.Reply
 	jm.Data = m.Data
 	jm.StreamSeq = m.jsSSeq
 	jm.ConsumerSeq = m.jsDSeq
@@ -659,7 +673,7 @@ func (o *OrderedConsumer) recreate() error {
 	e.onPanic = o.onPanic
 	e.jsAck = true
 	e.skipHdr = o.opts.Minimal
-	e.noTime = o.opts.Minimal && !o.opts.KeepTime
+	e.noTime = o.opts.Minimal
 	e.js = o.st
 	sub, err := c.subscribeEntry(e)
 	if err != nil {

@@ -227,6 +227,7 @@ func (c *Conn) readBatch(l *serverConn, br *bufio.Reader) {
 				jm.Subject = subject
 				jm.Header = hdr
 				jm.RawHeader = buf[:hdrSize]
+				jm.reply = reply
 				jm.Data = buf[hdrSize:size]
 				jm.StreamSeq = sseq
 				jm.ConsumerSeq = dseq
