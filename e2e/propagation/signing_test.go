@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -432,8 +433,6 @@ func TestSignedSnapshot(t *testing.T) {
 
 	// A fresh gateway with the key loads it.
 	kb := newHMACKey("gw-b-hs")
-	b := newGateway(t, natsConfig([]string{srv.URL}, "gw-b", signingExtra(map[string]any{"stream": "REVOCATIONS", "snapshotEvery": -1}, kb, ka)))
-	_ = b
 	bExtra := signingExtra(map[string]any{"stream": "REVOCATIONS", "snapshotEvery": 100000}, kb, ka)
 	loader := func(name string) (*gateway, signingStatus) {
 		g := newGateway(t, natsConfig([]string{srv.URL}, name, bExtra))
@@ -493,5 +492,76 @@ func TestSignedSnapshot(t *testing.T) {
 	refused("gw-no-digests", "no chunk digests")
 	if strings.Contains(a.logged(), "snap-token-") {
 		t.Fatal("a raw token in the log")
+	}
+}
+
+// BenchmarkYaegiSyncSigned is BenchmarkYaegiSync with signed messages and a gateway that
+// verifies them: SYNC_N revocations (default 100000) signed with Ed25519, or with
+// HMAC-SHA256 when SYNC_SIGN_ALG=hs256.
+func BenchmarkYaegiSyncSigned(b *testing.B) {
+	n := syncN()
+	key := newEd25519Key(b, "bench-ed")
+	if os.Getenv("SYNC_SIGN_ALG") == "hs256" {
+		key = newHMACKey("bench-hs")
+	}
+	srv := harness.StartNATS(b, harness.NATSOptions{JetStream: true})
+	fillSignedStream(b, srv.URL, n, key)
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		own := newHMACKey("gw-own")
+		cfg := natsConfig([]string{srv.URL}, fmt.Sprintf("gw-signed-sync-%d", i), signingExtra(map[string]any{"stream": "REVOCATIONS", "snapshotEvery": -1}, own, key))
+		cfg["cacheSize"] = n + 10
+		g := newGateway(b, cfg)
+		st := waitSigning(b, g, 10*time.Minute, "synced", func(s signingStatus) bool { return s.Synced && s.Entries == n })
+		took := time.Since(start)
+		if st.NATS.Dropped != 0 {
+			b.Fatalf("dropped %d signed messages", st.NATS.Dropped)
+		}
+		b.ReportMetric(took.Seconds(), "s/sync")
+		b.ReportMetric(float64(took.Nanoseconds())/float64(n), "ns/revocation")
+	}
+}
+
+// fillSignedStream is fillStream with every message signed by key.
+func fillSignedStream(tb testing.TB, url string, n int, key busKey) {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream(nats.PublishAsyncMaxPending(4096))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = js.AddStream(&nats.StreamConfig{
+		Name: "REVOCATIONS", Subjects: []string{"tokens.revoked.>"}, Storage: nats.FileStorage,
+		Replicas: 1, MaxMsgsPerSubject: 1, AllowMsgTTL: true, Retention: nats.LimitsPolicy, Discard: nats.DiscardOld,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		tok := "sync-token-" + strconv.Itoa(i)
+		subject := "tokens.revoked." + sum(tok)
+		body := tokenBody(tok, "")
+		m := busMsg(subject, body, key.header(subject, body))
+		m.Header.Set("Nats-TTL", "3600s")
+		_, err := js.PublishMsgAsync(m)
+		for retry := 0; err == nats.ErrTooManyStalledMsgs && retry < 100; retry++ {
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(5 * time.Second):
+			}
+			_, err = js.PublishMsgAsync(m)
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(5 * time.Minute):
+		tb.Fatal("publishing did not complete")
 	}
 }
