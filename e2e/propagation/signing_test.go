@@ -565,3 +565,81 @@ func fillSignedStream(tb testing.TB, url string, n int, key busKey) {
 		tb.Fatal("publishing did not complete")
 	}
 }
+
+// Without keys, a forged session rule with a cutoff 90 days ahead is capped at its
+// arrival + clockSkew (here 1s): later tokens pass; when an earlier cutoff is stored
+// after it, the gateway republishes the capped cutoff, never the forged one, so a
+// gateway joining from the stream holds the same; and a later genuine logout applies.
+func TestForgedFutureRuleCapped(t *testing.T) {
+	idp := newTestIdP(t)
+	srv := harness.StartNATS(t, harness.NATSOptions{JetStream: true})
+	extra := map[string]any{"stream": "REVOCATIONS", "snapshotEvery": -1}
+	cfg := func(name string) map[string]any {
+		c := idp.logoutConfig(natsConfig([]string{srv.URL}, name, extra))
+		c["clockSkew"] = "1s"
+		return c
+	}
+	g1 := newGateway(t, cfg("gw-1"))
+	if _, err := g1.WaitSynced(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	js := jetStreamOf(t, srv.URL)
+	key := ruleKeyHex("sid", "", "sess-forged", "")
+	t1 := time.Now().Unix()
+	before := idp.access(t, "gina", "sess-forged", t1-30)
+	publishSessionRule(t, js, key, t1+90*86400)
+	if !g1.waitRejected(before, 5*time.Second) {
+		t.Fatal("the forged rule is not applied at all (it should end the tokens issued before it)")
+	}
+	// The earlier cutoff, stored last: gw-1 publishes the cutoff it holds again.
+	publishSessionRule(t, js, key, t1-100)
+	var republished map[string]any
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m, err := js.GetLastMsg("REVOCATIONS", "tokens.revoked.sid."+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		republished = nil
+		_ = json.Unmarshal(m.Data, &republished)
+		if c, _ := republished["cutoff"].(float64); int64(c) != t1-100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gw-1 did not republish; log:\n%s", g1.LogTail(20))
+		}
+	}
+	if c := int64(republished["cutoff"].(float64)); c < t1 || c > time.Now().Unix()+1 {
+		t.Fatalf("republished cutoff is now%+d: the forged cutoff travels again", c-time.Now().Unix())
+	}
+	if e := int64(republished["exp"].(float64)); e > time.Now().Unix()+3600+10 {
+		t.Fatalf("republished exp %d is beyond cutoff + maxTokenLifetime + skew", e)
+	}
+	time.Sleep(3 * time.Second) // past t1 + skew, in whole seconds
+	after := idp.access(t, "gina", "sess-forged", time.Now().Unix())
+	g2 := newGateway(t, cfg("gw-2"))
+	if _, err := g2.WaitSynced(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*gateway{g1, g2} {
+		if g.call(before) != 401 || g.call(after) != 200 {
+			t.Fatalf("%s: before %d, after %d (want 401, 200)", g.Name, g.call(before), g.call(after))
+		}
+	}
+	// A genuine logout now: its later cutoff applies everywhere.
+	time.Sleep(1100 * time.Millisecond)
+	if code, body := postLogout(g1, idp.logout(t, "gina", "sess-forged")); code != 200 {
+		t.Fatalf("logout: %d %s", code, body)
+	}
+	for _, g := range []*gateway{g1, g2} {
+		if !g.waitRejected(after, 5*time.Second) {
+			t.Fatalf("%s: a genuine logout after the forged rule does not apply", g.Name)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	fresh := idp.access(t, "gina", "sess-forged", time.Now().Unix())
+	for _, g := range []*gateway{g1, g2} {
+		if g.call(fresh) != 200 {
+			t.Fatalf("%s rejects a token issued after the genuine logout", g.Name)
+		}
+	}
+}
