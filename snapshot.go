@@ -46,6 +46,10 @@ import (
 //   - The stream follower (stream.go) drives the snapshotter below: it asks it to load
 //     the newest snapshot before its first replay, and, while synced, whether a
 //     snapshot is due and to write one.
+//   - The manifest lists the SHA-256 of every chunk (chunkSha256, ruleChunkSha256) and,
+//     with nats.signing, carries the Tokenrevoke-Sig header (signing.go). A loader with
+//     keys uses only a manifest a configured key signed, with digests, and checks every
+//     chunk against its digest; digests present are checked in any case.
 //   - The stream stays the source of truth: any problem with a snapshot (missing chunk,
 //     bad data, other stream) makes the loader replay the whole stream instead.
 
