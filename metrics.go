@@ -50,7 +50,7 @@ type metrics struct {
 	// Requests rejected, by reason.
 	rejectedRevoked     int64 // 401: a revoked bearer token
 	rejectedRefused     int64 // 400: refused by the inspection (ambiguous, too long a token, ...)
-	rejectedTooLarge    int64 // 413: a form body larger than maxBodyCheck
+	rejectedTooLarge    int64 // 413, 414, 431: a body, query or token header larger than maxBodyCheck
 	rejectedRateLimited int64 // 429: a client over its revocation rate
 	rejectedUnavailable int64 // 503: failClosed while not synced
 

@@ -354,7 +354,7 @@ func reject(m *Middleware, rw http.ResponseWriter, in *inspection) {
 		writeRevoked(rw)
 		return
 	}
-	if in.status == http.StatusRequestEntityTooLarge {
+	if in.status == http.StatusRequestEntityTooLarge || in.status == http.StatusRequestURITooLong || in.status == http.StatusRequestHeaderFieldsTooLarge {
 		atomic.AddInt64(&m.metrics.rejectedTooLarge, 1)
 	} else {
 		atomic.AddInt64(&m.metrics.rejectedRefused, 1)

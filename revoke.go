@@ -260,14 +260,18 @@ func (m *Middleware) clientSecretOK(id, secret string) bool {
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1 && known && id != "" && secret != ""
 }
 
-// basicHeader returns the credentials part of a Basic Authorization header, or "".
+// basicHeader returns the credentials part of a Basic Authorization header, or "" (also
+// for several Authorization headers, or one longer than any credentials could be).
 func basicHeader(req *http.Request) string {
-	for _, v := range req.Header["Authorization"] {
-		if len(v) > 6 && strings.EqualFold(v[:6], "basic ") {
-			if b := strings.TrimSpace(v[6:]); b != "" {
-				return b
-			}
-		}
+	vs := req.Header["Authorization"]
+	if len(vs) != 1 || len(vs[0]) > maxBasicHeader {
+		return ""
+	}
+	if v := vs[0]; len(v) > 6 && strings.EqualFold(v[:6], "basic ") {
+		return strings.TrimSpace(v[6:])
 	}
 	return ""
 }
+
+// maxBasicHeader bounds a Basic Authorization header read at the endpoints.
+const maxBasicHeader = 8 << 10
