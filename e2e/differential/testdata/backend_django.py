@@ -27,6 +27,7 @@ Environment: DIFF_ES256_PUB (SPKI PEM), DIFF_HS256_SECRET (base64). Prints "PORT
 import base64
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -45,6 +46,9 @@ settings.configure(
     LOGGING_CONFIG=None,
 )
 django.setup()
+# Django logs every 4xx answer as a warning on django.request; the test's stderr is for
+# real trouble.
+logging.getLogger("django.request").setLevel(logging.ERROR)
 
 import jwt  # noqa: E402  (PyJWT)
 from django.http import JsonResponse  # noqa: E402
