@@ -97,9 +97,15 @@ func revokeReq(form string, auth string) *http.Request {
 	return req
 }
 
+// serve sends req to m as the handler New returns would (through placesMiddleware when
+// tokenCookies or tokenHeaders are set).
 func serve(m *Middleware, req *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	m.ServeHTTP(rec, req)
+	var h http.Handler = m
+	if m.places != nil {
+		h = &placesMiddleware{m: m}
+	}
+	h.ServeHTTP(rec, req)
 	return rec
 }
 
@@ -158,6 +164,7 @@ func TestRevokeEndpointErrors(t *testing.T) {
 		{"empty token", func() *http.Request { return revokeReq("token=", good) }, 400, errInvalidRequest, [2]string{}},
 		{"malformed body", func() *http.Request { return revokeReq("token=%zz", good) }, 400, errInvalidRequest, [2]string{}},
 		{"repeated token", func() *http.Request { return revokeReq("token=a&token=b", good) }, 400, errInvalidRequest, [2]string{}},
+		{"thousands of parameters", func() *http.Request { return revokeReq("token=a"+strings.Repeat("&p", 5000), good) }, 400, errInvalidRequest, [2]string{}},
 		{"both auth methods", func() *http.Request {
 			return revokeReq("token=a&client_id=portal&client_secret=s3cret", good)
 		}, 400, errInvalidRequest, [2]string{}},
@@ -483,7 +490,7 @@ func TestFailClosedUntilSynced(t *testing.T) {
 	})
 	fl := &fakeLink{}
 	m.domain.link = fl
-	fc := &failClosedMiddleware{m: m}
+	fc := &failClosedMiddleware{m: m, next: m}
 	serve := func(_ *Middleware, req *http.Request) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		fc.ServeHTTP(rec, req)
