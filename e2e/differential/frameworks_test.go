@@ -222,5 +222,27 @@ func frameworkPlaces() []place {
 		{name: "hdr X_Forwarded_Access_Token: tok", build: hdr("X_Forwarded_Access_Token: {T}")},
 		{name: "hdr X_Auth_Token: tok", build: hdr("X_Auth_Token: {T}")},
 		{name: "hdr Authorization: JWT tok", build: hdr("Authorization: JWT {T}")},
+		{name: "hdr X-Forwarded_Access-Token: tok", build: hdr("X-Forwarded_Access-Token: {T}")},
+		{name: "hdr X-Auth-Token: bearer tok", build: hdr("X-Auth-Token: bearer {T}")},
+
+		// Spellings of the same ideas that parsers differ on.
+		{name: "q [access_token]=tok&access_token=x", build: q("[access_token]={T}&access_token=x")},
+		{name: "json access_token: [tok]", build: json("application/json", `{"access_token":["{T}"]}`)},
+		{name: `body form; charset="utf-16" (quoted)`, build: body("POST", []string{"Content-Type: " + formType + `; charset="utf-16"`},
+			func(tok string) []byte { return utf16BOM("access_token=" + tok) })},
+		{name: "body form; charset=UTF-16 (upper)", build: body("POST", []string{"Content-Type: " + formType + "; charset=UTF-16"},
+			func(tok string) []byte { return utf16BOM("access_token=" + tok) })},
+		{name: "body form; charset = utf-16 (spaces)", build: body("POST", []string{"Content-Type: " + formType + "; charset = utf-16"},
+			func(tok string) []byte { return utf16BOM("access_token=" + tok) })},
+		// gunicorn keeps the last Content-Type, Go (and so the gateway) the first.
+		{name: "body form, 2nd Content-Type charset=utf-16", build: body("POST",
+			[]string{"Content-Type: " + formType, "Content-Type: " + formType + "; charset=utf-16"},
+			func(tok string) []byte { return utf16BOM("access_token=" + tok) })},
+		{name: "json, 1st CT text/plain, 2nd application/json", build: body("POST",
+			[]string{"Content-Type: text/plain", "Content-Type: application/json"}, text(tokJSON))},
+		// Python's cgi.parse_header keeps the last of two boundary parameters.
+		{name: "multipart two boundary params (last used)", build: body("POST",
+			[]string{"Content-Type: multipart/form-data; boundary=other; boundary=" + boundary},
+			text(strings.ReplaceAll("--{B}\r\n"+cd+"\"access_token\"\r\n\r\n{T}\r\n--{B}--\r\n", "{B}", boundary)))},
 	}
 }
