@@ -39,6 +39,13 @@ if ! python3 -c 'import cryptography' 2>/dev/null; then
   export PYTHON=/usr/bin/python3
 fi
 command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+# The differential test's Django (under gunicorn) and Starlette (under uvicorn) backends
+# run on Debian's packages; its Express backends are npm packages (npm ci on first use).
+if ! /usr/bin/python3 -c 'import django, gunicorn, starlette, multipart, uvicorn, jwt' 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq python3-django python3-gunicorn python3-starlette \
+    python3-multipart python3-uvicorn python3-jwt >/dev/null
+fi
+export PYTHON_WEB=/usr/bin/python3
 echo "yaegi $(yaegi version 2>/dev/null || echo '?'), $(nats-server --version)"
 
 # promtool lints the metrics page (TestMetricsPromtool); Debian ships it in the

@@ -171,7 +171,10 @@ type place struct {
 	// noReader, when set, says why none of the three backends is expected to read the
 	// token here; the sanity check (a live token is accepted) is then not required.
 	noReader string
-	build    func(path, tok string) rawRequest
+	// round2: added for the framework backends (issue 18); sent with the canonical
+	// tokens only (see sendsSpelling).
+	round2 bool
+	build  func(path, tok string) rawRequest
 }
 
 const (
@@ -257,7 +260,7 @@ func places() []place {
 	}
 	same := func(s string) string { return s }
 	flood := strings.Repeat("p=1&", 10001)
-	return []place{
+	out := []place{
 		{name: "hdr Bearer tok (canonical)", build: hdr("Authorization: Bearer {T}")},
 		{name: "hdr bearer  tok (lower, 2 SP)", extra: true, build: hdr("Authorization: bearer  {T}")},
 		{name: "hdr Bearer<TAB>tok", build: hdr("Authorization: Bearer\t{T}")},
@@ -302,6 +305,11 @@ func places() []place {
 		{name: "body multipart, part x-uuencode", extra: true, build: multi([]string{"Content-Transfer-Encoding: x-uuencode"},
 			func(s string) string { return uuencode([]byte(s)) })},
 	}
+	for _, p := range frameworkPlaces() {
+		p.round2 = true
+		out = append(out, p)
+	}
+	return out
 }
 
 // shortBytes quotes a request for a report, eliding the middle of long ones.

@@ -3,6 +3,7 @@ package differential
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
@@ -36,6 +37,10 @@ type seenRecord struct {
 type backend struct {
 	Name string
 	URL  string // http://127.0.0.1:<port>
+	// Full: every spelling is sent at every place (the three hand-written backends);
+	// the others get every spelling only at the canonical header, and the canonical
+	// tokens everywhere, to keep the run short.
+	Full bool
 }
 
 // fetchSeen asks a backend directly (not through the gateway) what it handled.
@@ -159,6 +164,13 @@ func (g *goBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the test ends.
 func startProcessBackend(t *testing.T, name string, env []string, argv ...string) backend {
 	t.Helper()
+	return launchProcessBackend(t, name, env, argv...)()
+}
+
+// launchProcessBackend starts a backend script and returns a function that waits until
+// it listens, so that several backends start at once.
+func launchProcessBackend(t *testing.T, name string, env []string, argv ...string) func() backend {
+	t.Helper()
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		t.Fatalf("%s backend: %v", name, err)
 	}
@@ -175,10 +187,11 @@ func startProcessBackend(t *testing.T, name string, env []string, argv ...string
 		t.Fatalf("%s backend: %v", name, err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck
-		cmd.Wait()         //nolint:errcheck
+		// The whole process group: gunicorn's worker is a child of its master.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck
+		cmd.Wait()                                      //nolint:errcheck
 		if out := stderr.String(); t.Failed() && out != "" {
-			t.Logf("%s backend stderr:\n%s", name, out)
+			t.Logf("%s backend stderr:\n%s", name, shortBytes([]byte(out), 4000))
 		}
 	})
 	port := make(chan string, 1)
@@ -193,13 +206,16 @@ func startProcessBackend(t *testing.T, name string, env []string, argv ...string
 			}
 		}
 	}()
-	select {
-	case p := <-port:
-		return backend{Name: name, URL: "http://127.0.0.1:" + p}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s backend did not start: %s", name, stderr.String())
+	return func() backend {
+		t.Helper()
+		select {
+		case p := <-port:
+			return backend{Name: name, URL: "http://127.0.0.1:" + p}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s backend did not start: %s", name, stderr.String())
+		}
+		return backend{}
 	}
-	return backend{}
 }
 
 type lockedWriter struct {
@@ -222,4 +238,83 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 func testdata(name string) string {
 	p, _ := filepath.Abs(filepath.Join("testdata", name))
 	return p
+}
+
+// debianPython is the first of $PYTHON_WEB, $PYTHON, python3 and /usr/bin/python3 that
+// imports what the Django and Starlette backends need (Debian packages python3-django,
+// python3-gunicorn, python3-starlette, python3-multipart, python3-uvicorn, python3-jwt;
+// scripts/test.sh installs them).
+func debianPython(t *testing.T) string {
+	t.Helper()
+	const probe = "import django, gunicorn, starlette, multipart, uvicorn, jwt"
+	var tried []string
+	for _, p := range []string{os.Getenv("PYTHON_WEB"), os.Getenv("PYTHON"), "python3", "/usr/bin/python3"} {
+		if p == "" {
+			continue
+		}
+		if err := exec.Command(p, "-c", probe).Run(); err == nil {
+			return p
+		}
+		tried = append(tried, p)
+	}
+	t.Fatalf("no Python among %v imports django, gunicorn, starlette, multipart, uvicorn and jwt "+
+		"(apt-get install python3-django python3-gunicorn python3-starlette python3-multipart python3-uvicorn python3-jwt)", tried)
+	return ""
+}
+
+// npmStamp, inside node_modules, records the hash of package.json and
+// package-lock.json that the last successful `npm ci` in testdata installed.
+const npmStamp = ".differential-installed"
+
+// ensureNodeDeps runs `npm ci` in testdata (the Express backends' packages) unless
+// node_modules already holds what package-lock.json pins; under a file lock, so that
+// two test binaries do not install over each other.
+func ensureNodeDeps(t *testing.T) {
+	t.Helper()
+	dir := testdata("")
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Fatalf("npm is not on PATH: the Express backends need their packages (npm ci in %s)", dir)
+	}
+	h := sha256.New()
+	for _, f := range []string{"package.json", "package-lock.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	want := hex.EncodeToString(h.Sum(nil))
+	fresh := func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "node_modules", npmStamp))
+		return err == nil && strings.TrimSpace(string(b)) == want
+	}
+	if fresh() {
+		return
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, ".npm-ci.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	if fresh() {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	cmd.WaitDelay = 5 * time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "node_modules", npmStamp), []byte(want+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("npm ci in %s took %v", dir, time.Since(start).Round(time.Millisecond))
 }
