@@ -3,6 +3,7 @@ package yaegiload
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenrevoke/tokenrevoke/e2e/idptest"
 )
 
 // The worst requests a client can construct, against one middleware loaded as Traefik
@@ -42,10 +45,12 @@ import (
 // default maxBodyCheck (64 KiB).
 
 const (
-	worstLineBytes = 1000000
-	worstBodyBytes = 64 << 10
-	worstPairs     = 8
-	worstTokenPath = "/oauth/token"
+	worstLineBytes  = 1000000
+	worstBodyBytes  = 64 << 10
+	worstPairs      = 8
+	worstTokenPath  = "/oauth/token"
+	worstLogoutPath = "/backchannel-logout"
+	worstIssuer     = "https://idp.worst.test"
 )
 
 var (
@@ -56,9 +61,15 @@ var (
 )
 
 // worstConfig: the README's example plus tokenPath, and the places the coordinator
-// adds (tokenCookies, tokenHeaders; ignored by a plugin that does not know them yet).
-func worstConfig(forward bool) map[string]interface{} {
+// adds (tokenCookies, tokenHeaders; ignored by a plugin that does not know them yet);
+// in local mode also an issuer and the back-channel logout receiver.
+func worstConfig(forward bool, issuer, jwks string) map[string]interface{} {
 	cfg := yamlConfig()
+	if !forward {
+		cfg["issuers"] = []interface{}{map[string]interface{}{"issuer": issuer, "jwks": jwks, "audience": "gateway"}}
+		cfg["maxTokenLifetime"] = "1h"
+		cfg["backchannelLogoutPath"] = worstLogoutPath
+	}
 	cfg["cacheSize"] = 200000
 	cfg["tokenPath"] = worstTokenPath
 	cfg["tokenCookies"] = []interface{}{"access_token"}
@@ -81,13 +92,14 @@ func worstHandlers(b *testing.B) (http.Handler, http.Handler) {
 		}
 		// Not removed at the end: benchmarks share the interpreters; the OS temp dir is
 		// cleaned by the machine.
+		signer := idptest.NewSigner(b, worstIssuer)
 		for i, forward := range []bool{false, true} {
 			p, err := Load(fmt.Sprintf("%s/%d", dir, i), Options{Stdout: io.Discard, Stderr: io.Discard})
 			if err != nil {
 				worstErr = err
 				return
 			}
-			h, err := p.New(context.Background(), worstNext, worstConfig(forward), "worst")
+			h, err := p.New(context.Background(), worstNext, worstConfig(forward, signer.Issuer, signer.JWKS()), "worst")
 			if err != nil {
 				worstErr = err
 				return
@@ -370,6 +382,12 @@ func worstCases() []worstCase {
 		{name: "revoke/many-auth-headers", mk: reqBuilder(http.MethodPost, revokePath, "", http.Header{"Content-Type": {formCT}, "Authorization": strings.Split(strings.TrimSuffix(fillWhole("x\n", L/18*2), "\n"), "\n")}, "token=x")},
 		{name: "revoke/basic-1M", mk: reqBuilder(http.MethodPost, revokePath, "", http.Header{"Content-Type": {formCT}, "Authorization": {"Basic " + fill("QWxhZGRpbjpvcGVuIHNlc2FtZQ", L-6)}}, "token=x")},
 
+		// The back-channel logout receiver: what the gateway reads of a logout token
+		// before its signature is checked.
+		{name: "logout/payload-many-members", mk: post(worstLogoutPath, formCT, "logout_token="+worstJWS(`{"alg":"ES256","kid":"k"}`, `{"iss":"`+worstIssuer+`",`+strings.Join(jsonMembers(3800, func(i int) string { return `"m` + strconv.Itoa(i) + `":0` }), ",")+`}`))},
+		{name: "logout/payload-aud-array", mk: post(worstLogoutPath, formCT, "logout_token="+worstJWS(`{"alg":"ES256","kid":"k"}`, `{"iss":"`+worstIssuer+`","aud":[`+strings.TrimSuffix(strings.Repeat(`"a",`, 11500), ",")+`]}`))},
+		{name: "logout/header-many-members", mk: post(worstLogoutPath, formCT, "logout_token="+worstJWS(`{"alg":"ES256",`+strings.Join(jsonMembers(3800, func(i int) string { return `"h` + strconv.Itoa(i) + `":0` }), ",")+`}`, `{"iss":"`+worstIssuer+`"}`))},
+
 		// Forward mode (revokeMode: forward), the revocation endpoint's query string.
 		{name: "forward/query-500k-params", forward: true, mk: reqBuilder(http.MethodPost, revokePath, fillWhole("a&", L), http.Header{"Content-Type": {formCT}}, "token=x")},
 		{name: "forward/query-key-plus-1M", forward: true, mk: reqBuilder(http.MethodPost, revokePath, fill("+", L), http.Header{"Content-Type": {formCT}}, "token=x")},
@@ -387,6 +405,12 @@ func manyParamsJSON(n int) string {
 // name check (refresh_token length and over).
 func manyLongKeysJSON(n int) string {
 	return strings.Join(jsonMembers(n, func(i int) string { return `"refresh_tokex` + strconv.Itoa(i) + `":0` }), ",")
+}
+
+// worstJWS is a JWS compact token with this header and payload and a dummy signature.
+func worstJWS(header, payload string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(header)) + "." + enc([]byte(payload)) + "." + enc(make([]byte, 64))
 }
 
 func jsonMembers(n int, one func(i int) string) []string {
