@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +36,8 @@ import (
 // the middleware: Traefik's own cost of such a request, the floor.
 //
 //	cd e2e && go test -run '^$' -bench TraefikWorstLatency -benchtime 1x .
+//
+// WORST_PLUGIN_ROOT mounts another plugin source tree (as in yaegiload's BenchmarkYaegiWorst).
 func BenchmarkTraefikWorstLatency(b *testing.B) {
 	backend := harness.StartBackend(b)
 	backend.SetKeep(0)
@@ -42,7 +45,7 @@ func BenchmarkTraefikWorstLatency(b *testing.B) {
 	cfg["tokenPath"] = "/oauth/token"
 	cfg["tokenCookies"] = []any{"access_token"}
 	cfg["tokenHeaders"] = []any{"X-Auth-Token"}
-	gw := harness.StartTraefik(b, harness.TraefikOptions{Name: "worst", LogLevel: "ERROR",
+	gw := harness.StartTraefik(b, harness.TraefikOptions{Name: "worst", LogLevel: "ERROR", PluginRoot: os.Getenv("WORST_PLUGIN_ROOT"),
 		Dynamic: harness.Dynamic{BackendURL: backend.URL, Plugin: cfg, PlainRoute: true}})
 	addr := strings.TrimPrefix(gw.WebURL, "http://")
 

@@ -11,6 +11,8 @@
 #
 # Writes bench-results/worst-<date>.txt. About 3 minutes (plus 1-2 with Traefik).
 #   WORST_BENCHTIME  go test -benchtime per input (default 0.3s; a slow input runs once)
+#   WORST_PLUGIN_ROOT  load this plugin source tree instead of the repository's (e.g. an
+#                    older commit: git archive <commit> | tar -x -C /tmp/old), both benchmarks
 #   WORST_RAW        tabulate this file (an earlier run's go test output) instead of running
 #   WORST_FILTER     groups to run (regexp on the first name level, default: all), e.g. 'query|auth'
 set -euo pipefail
@@ -33,6 +35,7 @@ fi
 
 {
   echo "# $(date -u +%FT%TZ)  $(go version)  $(nproc) cores  $(git rev-parse --short HEAD) ($(git rev-parse --abbrev-ref HEAD))"
+  echo "# plugin source: ${WORST_PLUGIN_ROOT:-this repository}"
   echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# go test -run '^\$' -bench '$bench' -benchtime $benchtime ./yaegiload (in e2e/)"
   echo

@@ -24,7 +24,9 @@ import (
 //
 //	cd e2e && go test -run '^$' -bench 'YaegiWorst' -benchtime 0.3s ./yaegiload
 //
-// (scripts/bench-worst.sh runs it and prints the table.)
+// (scripts/bench-worst.sh runs it and prints the table.) WORST_PLUGIN_ROOT names another
+// plugin source tree to load instead of this repository's (e.g. an older commit's
+// `git archive`), to compare two versions under the same machine load.
 //
 // The baseline, "a normal slow-path request", alternates between two requests, each with
 // a token the gateway has never seen: GET /api/orders with a first-sight bearer JWT
@@ -94,7 +96,17 @@ func worstHandlers(b *testing.B) (http.Handler, http.Handler) {
 		// cleaned by the machine.
 		signer := idptest.NewSigner(b, worstIssuer)
 		for i, forward := range []bool{false, true} {
-			p, err := Load(fmt.Sprintf("%s/%d", dir, i), Options{Stdout: io.Discard, Stderr: io.Discard})
+			gopath := fmt.Sprintf("%s/%d", dir, i)
+			if root := os.Getenv("WORST_PLUGIN_ROOT"); root != "" {
+				if err := CopyPlugin(root, gopath); err != nil {
+					worstErr = err
+					return
+				}
+			} else if err := CopyPlugin(RepoRoot(), gopath); err != nil {
+				worstErr = err
+				return
+			}
+			p, err := LoadFrom(gopath, Module, "tokenrevoke", Options{Stdout: io.Discard, Stderr: io.Discard})
 			if err != nil {
 				worstErr = err
 				return
