@@ -218,6 +218,19 @@ func queryCases() []bypassCase {
 		{"after 9,000 parameters", q(strings.Repeat("p=1&", 9000) + "access_token={T}"), 401},
 		{"value with a broken escape elsewhere", q("a=%zz&access_token={T}"), 401},
 		{"padded value", q("access_token=%20{T}%20"), 401},
+		{"qs leading bracket", q("[access_token]={T}"), 401},
+		{"qs leading bracket, encoded", q("%5Baccess_token%5D={T}"), 401},
+		{"qs leading bracket, nested", q("[access_token][x]={T}"), 401},
+		{"qs array index", q("access_token[0]={T}"), 401},
+		{"PHP unclosed bracket", q("access[token={T}"), 401},
+		{"encoded byte order mark", q("%EF%BB%BFaccess_token={T}"), 401},
+		{"charset of the Content-Type (Django decodes the query with it)", func(tok string) *http.Request {
+			r := q("access_token={T}")(tok)
+			r.Header.Set("Content-Type", "text/plain; charset=utf-16")
+			return r
+		}, 400},
+		{"65 names that may be access_token", q(strings.Repeat("access_token=x&", maxCandidates) + "access_token={T}"), 400},
+		{"query over maxBodyCheck", q("access_token={T}&p=" + strings.Repeat("+", 70<<10)), 414},
 		{"with a fine bearer header", func(tok string) *http.Request {
 			r := q("access_token={T}")(tok)
 			r.Header.Set("Authorization", "Bearer fine")
@@ -302,6 +315,24 @@ func bodyCases() []bypassCase {
 			return bodyReq("POST", "multipart/form-data; boundary=XyZ", b)
 		}, 401},
 		{"form body over maxBodyCheck", f("POST", form, strings.Repeat("a", 70<<10)+"&access_token={T}"), 413},
+		{"byte order mark before the first name (body-parser strips it)", f("POST", form, "\ufeffaccess_token={T}"), 401},
+		{"qs leading bracket in a form", f("POST", form, "a=1&[access_token]={T}"), 401},
+		{"form in UTF-16", f("POST", form+"; charset=utf-16", "access_token={T}"), 400},
+		{"form in UTF-7", f("POST", form+"; charset=UTF-7", "access_token={T}"), 400},
+		{"multipart part in the preamble", f("POST", "multipart/form-data; boundary=XyZ", "--X\r\n"+multipartBody("access_token", "", "{T}")), 400},
+		{"multipart preamble text", f("POST", "multipart/form-data; boundary=XyZ", "Content-Disposition: form-data; name=\"access_token\"\r\n\r\n{T}\r\n"+multipartBody("a", "", "1")), 400},
+		{"multipart part after the closing boundary", f("POST", "multipart/form-data; boundary=XyZ", multipartBody("a", "", "1")+multipartBody("access_token", "", "{T}")), 400},
+		{"multipart boundary not at a line start", f("POST", "multipart/form-data; boundary=XyZ", "--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1--XyZ\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\n{T}\r\n--XyZ--\r\n"), 400},
+		{"multipart, bare LF line ends", f("POST", "multipart/form-data; boundary=XyZ", "--XyZ\nContent-Disposition: form-data; name=\"access_token\"\n\n{T}\n--XyZ--\n"), 400},
+		{"multipart, escaped name", f("POST", "multipart/form-data; boundary=XyZ", multipartBody("acc\\ess_token", "", "{T}")), 401},
+		{"multipart, RFC 2231 continuation", func(tok string) *http.Request {
+			b := "--XyZ\r\nContent-Disposition: form-data; name*0=\"acc\"; name*1=\"ess_token\"\r\n\r\n" + tok + "\r\n--XyZ--\r\n"
+			return bodyReq("POST", "multipart/form-data; boundary=XyZ", b)
+		}, 401},
+		{"multipart, the token part after many others", func(tok string) *http.Request {
+			b := strings.Repeat("--XyZ\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\n1\r\n", 500)
+			return bodyReq("POST", "multipart/form-data; boundary=XyZ", b+multipartBody("access_token", "", tok))
+		}, 401},
 	}
 }
 
@@ -351,9 +382,77 @@ func runBypassCases(t *testing.T, cases []bypassCase) {
 	}
 }
 
+// jsonCases: passport-http-bearer and passport-jwt read req.body.access_token, which
+// express.json() fills; FastAPI reads a body without a Content-Type as JSON; Go's
+// encoding/json matches member names without regard to case.
+func jsonCases() []bypassCase {
+	j := func(ct, body string) func(string) *http.Request {
+		return func(tok string) *http.Request {
+			return bodyReq("POST", ct, strings.ReplaceAll(body, "{T}", tok))
+		}
+	}
+	const js = "application/json"
+	return []bypassCase{
+		{"JSON member", j(js, `{"access_token":"{T}"}`), 401},
+		{"JSON, charset utf-8", j(js+"; charset=utf-8", `{"a":1,"access_token":"{T}"}`), 401},
+		{"JSON suffix type", j("application/vnd.api+json", `{"access_token":"{T}"}`), 401},
+		{"JSON without a Content-Type (FastAPI)", j("", ` {"access_token":"{T}"}`), 401},
+		{"JSON as text/plain (Starlette's request.json())", j("text/plain", `{"access_token":"{T}"}`), 401},
+		{"JSON with a byte order mark", j(js, "\ufeff{\"access_token\":\"{T}\"}"), 401},
+		{"JSON, last of two members (Node, Python)", j(js, `{"access_token":"x","access_token":"{T}"}`), 401},
+		{"JSON, another case (Go's encoding/json)", j(js, `{"access_token":"x","Access_Token":"{T}"}`), 401},
+		{"JSON, a long s (Go folds it to s)", j(js, `{"acce\u017fs_token":"{T}"}`), 401},
+		{"JSON, escaped name", j(js, `{"\u0061ccess_token":"{T}"}`), 401},
+		{"JSON, escaped value", func(tok string) *http.Request {
+			return bodyReq("POST", js, `{"access_token":"\u00`+strconv.FormatInt(int64(tok[0]), 16)+tok[1:]+`"}`)
+		}, 401},
+		{"JSON, array value", j(js, `{"access_token":["{T}"]}`), 401},
+		{"JSON that Go cannot parse (Python's NaN)", j(js, `{"access_token":"{T}","n":NaN}`), 400},
+		{"JSON nested deeper than Go parses (V8 does)", j(js, `{"access_token":"{T}","d":`+strings.Repeat("[", 10001)+strings.Repeat("]", 10001)+`}`), 400},
+		{"JSON in UTF-16 (Python's json detects it)", func(tok string) *http.Request {
+			s := `{"access_token":"` + tok + `"}`
+			u := make([]byte, 0, 2*len(s))
+			for i := 0; i < len(s); i++ {
+				u = append(u, s[i], 0)
+			}
+			return bodyReq("POST", js, string(u))
+		}, 400},
+		{"JSON in UTF-16 declared", j(js+"; charset=utf-16", `{"access_token":"{T}"}`), 400},
+		{"JSON over maxBodyCheck", j(js, `{"access_token":"{T}","p":"`+strings.Repeat("a", 70<<10)+`"}`), 413},
+		{"JSON, chunked", func(tok string) *http.Request {
+			r := bodyReq("POST", js, `{"access_token":"`+tok+`"}`)
+			r.ContentLength = -1
+			return r
+		}, 401},
+	}
+}
+
 func TestBypassHeader(t *testing.T) { runBypassCases(t, headerCases()) }
+func TestBypassJSON(t *testing.T)   { runBypassCases(t, jsonCases()) }
 func TestBypassQuery(t *testing.T)  { runBypassCases(t, queryCases()) }
 func TestBypassBody(t *testing.T)   { runBypassCases(t, bodyCases()) }
+
+// qs decodes a component only if all its escapes decode: a revoked token that holds a
+// malformed escape is read by qs as sent, where a lenient decoder changes its other
+// escapes.
+func TestRevokedTokenWithEscapesAsQsReadsIt(t *testing.T) {
+	m, b := newTestMiddleware(t, nil)
+	tok := "ab%41c%zz"
+	if rec := serve(m, revokeReq("token="+url.QueryEscape(tok), basic("portal", "s3cret"))); rec.Code != http.StatusOK {
+		t.Fatalf("revoke: %d", rec.Code)
+	}
+	for _, raw := range []string{"access_token=ab%41c%zz", "access_token=ab%41c%zz&x=1", "[access_token]=ab%41c%zz"} {
+		if rec := serve(m, httptest.NewRequest(http.MethodGet, "/api/orders?"+raw, nil)); rec.Code != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", raw, rec.Code)
+		}
+	}
+	if rec := serve(m, httptest.NewRequest(http.MethodGet, "/api/orders?access_token=ab%41c%25zz", nil)); rec.Code != http.StatusTeapot {
+		t.Errorf("another token (abAc%%zz): %d, want the backend", rec.Code)
+	}
+	if b.count() != 1 {
+		t.Fatalf("backend saw %d requests, want 1", b.count())
+	}
+}
 
 func TestBodyReachesBackendByteForByte(t *testing.T) {
 	m, b := newTestMiddleware(t, nil)
@@ -490,7 +589,7 @@ func TestFailClosedSeesEveryPlace(t *testing.T) {
 		c.NATS = &NATSConfig{Servers: []string{"nats://127.0.0.1:1"}, Stream: "REVOCATIONS"}
 	})
 	m.domain.link = &fakeLink{}
-	fc := &failClosedMiddleware{m: m}
+	fc := &failClosedMiddleware{m: m, next: m}
 	cases := map[string]*http.Request{
 		"empty then real query value": httptest.NewRequest(http.MethodGet, "/x?access_token=&access_token=tok", nil),
 		"encoded query name":          httptest.NewRequest(http.MethodGet, "/x?access%5Ftoken=tok", nil),

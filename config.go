@@ -53,6 +53,8 @@ type settings struct {
 	forward               bool
 	tokenPath             string
 	refreshRevokesSession bool
+	// places: tokenCookies and tokenHeaders (places.go); nil when neither is set.
+	places *tokenPlaces
 }
 
 // Defaults of the optional settings.
@@ -157,6 +159,11 @@ func parseConfig(c *Config) (*settings, error) {
 		s.maxBodyCheck = int64(c.MaxBodyCheck)
 	}
 	s.rates = make(map[string]int)
+	places, err := parsePlaces(c)
+	if err != nil {
+		return nil, err
+	}
+	s.places = places
 	if err := parseForward(c, s); err != nil {
 		return nil, err
 	}

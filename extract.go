@@ -2,6 +2,7 @@ package tokenrevoke
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -81,9 +82,31 @@ func (in *inspection) refuse(status int, desc string) {
 // of the same bytes.
 func (m *Middleware) inspect(req *http.Request, now int64) inspection {
 	var in inspection
+	limit := m.settings.maxBodyCheck
+	if len(req.URL.RawQuery) > int(limit) {
+		in.refuse(http.StatusRequestURITooLong, "The query string is longer than the gateway inspects")
+		return in
+	}
 	m.inspectAuthorization(req, now, &in)
 	if in.verdict != passRequest {
 		return in
+	}
+	if m.places != nil {
+		m.inspectPlaces(req, now, &in)
+		if in.verdict != passRequest {
+			return in
+		}
+	}
+	hasBody := req.ContentLength != 0 && req.Body != nil && req.Body != http.NoBody
+	if req.URL.RawQuery != "" || hasBody {
+		// Django decodes the query and form bodies with the charset the Content-Type
+		// names: in UTF-16, "access_token" is not the bytes looked for here.
+		for _, ct := range req.Header["Content-Type"] {
+			if !asciiCharset(strings.ToLower(ct)) {
+				in.refuse(http.StatusBadRequest, "The request's charset is not one the gateway reads (use UTF-8)")
+				return in
+			}
+		}
 	}
 	if req.URL.RawQuery != "" {
 		m.inspectParams(req.URL.RawQuery, now, &in)
@@ -91,7 +114,7 @@ func (m *Middleware) inspect(req *http.Request, now int64) inspection {
 			return in
 		}
 	}
-	if req.ContentLength != 0 && req.Body != nil && req.Body != http.NoBody {
+	if hasBody {
 		m.inspectBody(req, now, &in)
 	}
 	return in
@@ -103,9 +126,8 @@ func (m *Middleware) checkToken(tok string, now int64, in *inspection) {
 	if tok == "" {
 		return
 	}
-	// TrimFunc calls back into interpreted code: only when an end looks like a space.
 	if c, d := tok[0], tok[len(tok)-1]; c <= ' ' || c >= 0x80 || d <= ' ' || d >= 0x80 {
-		if t := strings.TrimFunc(tok, isAnySpace); t != tok {
+		if t := trimAnySpace(tok); t != tok {
 			m.checkOne(t, now, in)
 		}
 	}
@@ -144,7 +166,16 @@ func (m *Middleware) inspectAuthorization(req *http.Request, now int64, in *insp
 		in.refuse(http.StatusBadRequest, "The request has more than one Authorization header")
 		return
 	}
-	v := values[0]
+	m.inspectAuthValue(values[0], now, in)
+}
+
+// inspectAuthValue checks an Authorization value (or the value of a configured token
+// header, which may carry a scheme or not) by the rules above.
+func (m *Middleware) inspectAuthValue(v string, now int64, in *inspection) {
+	if len(v) > int(m.settings.maxBodyCheck) {
+		in.refuse(http.StatusRequestHeaderFieldsTooLarge, "A header that may carry a token is longer than the gateway inspects")
+		return
+	}
 	if tok, ok := canonicalBearer(v); ok {
 		full := hashToken(tok)
 		if m.cache.isPassing(full) {
@@ -234,15 +265,15 @@ func authCandidates(v string) []string {
 	return append(out, authWords(v)...)
 }
 
-// authWords splits v at every isAnySpace character. For printable ASCII (the usual
-// Basic or Digest value) the only such separator is ' ', where strings.Fields splits
-// too, without calling back into interpreted code for every character (FieldsFunc cost
-// about 300 µs per request under yaegi).
+// authWords splits v at every isAnySpace character, as strings.FieldsFunc(v,
+// isAnySpace) would, but in compiled calls (FieldsFunc called back into interpreted
+// code for every character: about 300 µs for a usual value under yaegi, seconds for a
+// long one): invalid UTF-8 and every other isAnySpace character become ' ' first.
 func authWords(v string) []string {
 	if !strings.ContainsAny(v, controlBytes) && utf8.ValidString(v) && utf8.RuneCountInString(v) == len(v) {
 		return strings.Fields(v)
 	}
-	return strings.FieldsFunc(v, isAnySpace)
+	return strings.Fields(spaceSpeller.Replace(strings.ToValidUTF8(v, " ")))
 }
 
 // controlBytes are the ASCII control characters, which isAnySpace counts as spaces.
@@ -299,66 +330,79 @@ func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
 	}
 }
 
-// namedParams returns, in order, the decoded values of the parameters of raw (a query
-// string or a form body) whose decoded name match accepts, and whether raw has too many
-// parameters to inspect (maxParams or more; then nothing is returned). word is the
-// lower-case word every such name holds ("access" for access_token) unless it is
-// percent- or plus-encoded: a string without it is passed over in three stdlib calls,
-// and a name shorter than word + "_token" is not decoded.
+// namedParams returns the decoded values of the parameters of raw (a query string or
+// a form body) whose decoded name match accepts, and whether raw must be refused
+// instead: it has maxParams parameters or more, or more than maxCandidates places where
+// such a name may be. word is the lower-case word every such name holds ("access" for
+// access_token): a string without it, '%', '+' and '\' is passed over in four stdlib
+// calls. Otherwise the parameters are not walked one by one: the located string (see
+// scan.go) names the few that may match, and only those are decoded and matched.
+//
+// A value holding '%' is also returned as qs reads it: qs leaves a component whose
+// escapes do not all decode (a malformed one, or invalid UTF-8) undecoded, with only
+// '+' read as a space.
 func namedParams(raw, word string, match func(string) bool) ([]string, bool) {
-	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && !strings.Contains(strings.ToLower(raw), word) {
+	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && strings.IndexByte(raw, '\\') < 0 && !strings.Contains(strings.ToLower(raw), word) {
 		return nil, false
 	}
 	if strings.Count(raw, "&")+strings.Count(raw, ";") >= maxParams {
 		return nil, true
 	}
-	minLen := len(word) + len("_token")
+	ks, ok := candidates(strings.ToLower(paramLocator.Replace(raw)), word+"_token")
+	if !ok {
+		return nil, true
+	}
+	if len(ks) == 0 {
+		return nil, false
+	}
+	pieces := strings.Split(semicolonAsAmpersand.Replace(raw), "&")
 	var values []string
-	for raw != "" {
-		var key, value string
-		key, value, raw = nextParam(raw)
-		if len(key) >= minLen && match(lenientUnescape(key)) {
+	for _, k := range ks {
+		key, value, _ := nextParam(pieces[k])
+		if match(lenientUnescape(key)) {
 			values = append(values, lenientUnescape(value))
+			if strings.IndexByte(value, '%') >= 0 {
+				values = append(values, strings.ReplaceAll(value, "+", " "))
+			}
 		}
 	}
 	return values, false
 }
 
+// semicolonAsAmpersand makes ';' split parameters as '&' does.
+var semicolonAsAmpersand = strings.NewReplacer(";", "&")
+
 // isTokenParam reports whether a decoded parameter name is one a backend maps to
 // access_token.
-func isTokenParam(name string) bool {
-	if len(name) < 12 {
+func isTokenParam(name string) bool { return isNamed(name, "access_token") }
+
+// isNamed reports whether a decoded parameter name n is read as want (a lower-case
+// name such as "access_token") by some backend: backslashes dropped (busboy, which
+// multer and so many Express apps use, unescapes any character in a quoted
+// multipart name; Go keeps "\e"), spaces and a byte order mark around it trimmed,
+// case folded, '.' and ' ' read as '_' (PHP, which also reads an unclosed '['
+// as '_'), and the bracket forms that qs, PHP and Rack map to want: "want[...]" (an
+// array or object named want) and "[want]" (qs: a leading bracket names a top-level
+// key).
+func isNamed(name, want string) bool {
+	if len(name) < len(want) {
 		return false
 	}
-	n := paramNameFolder.Replace(strings.ToLower(strings.TrimSpace(name)))
-	return n == "access_token" || strings.HasPrefix(n, "access_token[")
+	if strings.IndexByte(name, '\\') >= 0 {
+		name = strings.ReplaceAll(name, "\\", "")
+	}
+	n := paramNameFolder.Replace(strings.ToLower(strings.Trim(name, anySpaceCutset+"\ufeff")))
+	if n == want || strings.HasPrefix(n, want+"[") || strings.HasPrefix(n, "["+want+"]") {
+		return true
+	}
+	if i := strings.IndexByte(n, '['); i >= 0 && strings.IndexByte(n[i:], ']') < 0 {
+		return n[:i]+"_"+n[i+1:] == want
+	}
+	return false
 }
 
 // paramNameFolder reads '.' and ' ' in a parameter name as '_' (PHP does).
 var paramNameFolder = strings.NewReplacer(".", "_", " ", "_")
-
-// lenientUnescape decodes a query or form component: '+' is a space, %XX is a byte, and
-// a malformed escape is kept as it is.
-func lenientUnescape(s string) string {
-	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			b.WriteByte(' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
@@ -401,45 +445,207 @@ func formBody(cts []string) (urlencoded, multipartBody bool, refuse string) {
 }
 
 func (m *Middleware) inspectBody(req *http.Request, now int64, in *inspection) {
-	urlencoded, multipartBody, refuse := formBody(req.Header["Content-Type"])
+	cts := req.Header["Content-Type"]
+	urlencoded, multipartBody, refuse := formBody(cts)
 	if refuse != "" {
 		in.refuse(http.StatusBadRequest, refuse)
 		return
 	}
 	if !urlencoded && !multipartBody {
+		m.inspectOtherBody(req, cts, now, in)
 		return
 	}
-	if ce := req.Header["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
-		in.refuse(http.StatusBadRequest, "Form bodies with a Content-Encoding are not accepted")
-		return
-	}
-	limit := m.settings.maxBodyCheck
-	if req.ContentLength > limit {
-		in.refuse(http.StatusRequestEntityTooLarge, "The form body is larger than the gateway inspects")
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
-	if err != nil {
-		in.refuse(http.StatusBadRequest, "The request body could not be read")
-		return
-	}
-	_ = req.Body.Close()
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	if int64(len(body)) > limit {
-		in.refuse(http.StatusRequestEntityTooLarge, "The form body is larger than the gateway inspects")
+	body, ok := m.readBody(req, in, "The form body is larger than the gateway inspects")
+	if !ok {
 		return
 	}
 	if urlencoded {
-		m.inspectParams(string(body), now, in)
+		// body-parser strips a byte order mark before the first name.
+		m.inspectParams(strings.TrimPrefix(string(body), "\ufeff"), now, in)
 		return
 	}
 	m.inspectMultipart(req, body, now, in)
 }
 
+// readBody reads a body the gateway inspects (at most maxBodyCheck bytes: larger, 413
+// with tooLarge), refusing one with a Content-Encoding (body parsers inflate gzip; the
+// gateway does not look inside), and hands the same bytes on.
+func (m *Middleware) readBody(req *http.Request, in *inspection, tooLarge string) ([]byte, bool) {
+	if ce := req.Header["Content-Encoding"]; len(ce) > 0 && !(len(ce) == 1 && strings.EqualFold(strings.TrimSpace(ce[0]), "identity")) {
+		in.refuse(http.StatusBadRequest, "Bodies the gateway inspects may not have a Content-Encoding")
+		return nil, false
+	}
+	limit := m.settings.maxBodyCheck
+	if req.ContentLength > limit {
+		in.refuse(http.StatusRequestEntityTooLarge, tooLarge)
+		return nil, false
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		in.refuse(http.StatusBadRequest, "The request body could not be read")
+		return nil, false
+	}
+	_ = req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if int64(len(body)) > limit {
+		in.refuse(http.StatusRequestEntityTooLarge, tooLarge)
+		return nil, false
+	}
+	return body, true
+}
+
+// jsonPeek is how much of a body that is neither a form nor declared JSON is read to
+// tell whether it is a JSON object.
+const jsonPeek = 64
+
+// inspectOtherBody checks a body that is not a form. passport-http-bearer and
+// passport-jwt read access_token from req.body, which express.json() fills from
+// application/json; FastAPI parses a body without a Content-Type as JSON, Starlette's
+// request.json() whatever the type, and Python's json detects UTF-16 and UTF-32 by
+// itself. So a body declared JSON (any media type naming json), and any other body
+// whose first bytes are a JSON object's in UTF-8, UTF-16 or UTF-32, is read as JSON;
+// one that is not UTF-8 is refused. Other bodies (uploads, gRPC) pass unread: of those
+// with an unknown length only the declared JSON ones are read, and of the others only
+// the first jsonPeek bytes, which the client has announced by their length.
+func (m *Middleware) inspectOtherBody(req *http.Request, cts []string, now int64, in *inspection) {
+	declared := len(cts) == 1 && strings.Contains(strings.ToLower(cts[0]), "json")
+	if !declared {
+		if req.ContentLength <= 0 {
+			return
+		}
+		n := req.ContentLength
+		if n > jsonPeek {
+			n = jsonPeek
+		}
+		head := make([]byte, n)
+		got, err := io.ReadFull(req.Body, head)
+		head = head[:got]
+		req.Body = io.NopCloser(io.MultiReader(bytes.NewReader(head), req.Body))
+		if err != nil || !jsonObjectStart(head) {
+			return
+		}
+	}
+	body, ok := m.readBody(req, in, "The JSON body is larger than the gateway inspects")
+	if !ok {
+		return
+	}
+	m.inspectJSON(body, now, in)
+}
+
+// jsonObjectStart reports whether head begins a JSON object in any encoding a JSON
+// parser detects: UTF-8 (with or without a byte order mark), UTF-16 or UTF-32 (their
+// ASCII characters are the same bytes with NULs between them).
+func jsonObjectStart(head []byte) bool {
+	h := bytes.TrimPrefix(head, utf8BOM)
+	if len(h) >= 2 && (h[0] == 0xFE && h[1] == 0xFF || h[0] == 0xFF && h[1] == 0xFE) {
+		h = h[2:]
+	}
+	h = bytes.TrimLeft(bytes.ReplaceAll(h, []byte{0}, nil), " \t\r\n")
+	return len(h) > 0 && h[0] == '{'
+}
+
+var utf8BOM = []byte("\ufeff")
+
+// inspectJSON checks the access_token members of a JSON object body.
+func (m *Middleware) inspectJSON(body []byte, now int64, in *inspection) {
+	values, refuse := jsonMembers(body, "access_token")
+	if refuse != "" {
+		in.refuse(http.StatusBadRequest, refuse)
+		return
+	}
+	for _, v := range values {
+		m.checkToken(v, now, in)
+		if in.verdict != passRequest {
+			return
+		}
+	}
+}
+
+// jsonMembers returns the string values a backend may read as the top-level member
+// name of a JSON object body (name is lower-case), or why the body is refused. Node's
+// and Python's parsers keep the last member of a name; Go's encoding/json fills a
+// struct field from every member whose name matches it without regard to case (Unicode
+// folding included), the last one winning. Both are read here with two compiled
+// decodes and no loop over the members: a map lookup for the first, Go's own matching
+// into a struct for the second. A value that is an array of strings is read too (some
+// readers take its first element). A body that is not a JSON object passes (no reader
+// finds a member in it), except one that starts like an object yet does not parse here
+// and may name the member (Python's json also takes NaN and Infinity): refused, as are
+// bodies that are not UTF-8.
+func jsonMembers(body []byte, name string) ([]string, string) {
+	b := bytes.TrimPrefix(body, utf8BOM) // body-parser and Python strip it
+	if bytes.IndexByte(b, 0) >= 0 || len(b) >= 2 && (b[0] == 0xFE && b[1] == 0xFF || b[0] == 0xFF && b[1] == 0xFE) {
+		if jsonObjectStart(b) {
+			return nil, "JSON bodies must be UTF-8"
+		}
+		return nil, ""
+	}
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, ""
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(b, &obj) != nil {
+		if bytes.Contains(bytes.ToLower(b), []byte(name[:len(name)-len("_token")])) || bytes.Contains(b, []byte("\\u")) {
+			return nil, "The JSON body cannot be read, and may name " + name
+		}
+		return nil, ""
+	}
+	var values []string
+	if raw, ok := obj[name]; ok {
+		values = appendJSONStrings(values, raw)
+	}
+	var folded json.RawMessage
+	if name == "refresh_token" {
+		var f refreshTokenMember
+		if json.Unmarshal(b, &f) == nil {
+			folded = f.V
+		}
+	} else {
+		var f accessTokenMember
+		if json.Unmarshal(b, &f) == nil {
+			folded = f.V
+		}
+	}
+	if folded != nil {
+		values = appendJSONStrings(values, folded)
+	}
+	return values, ""
+}
+
+// The members Go's encoding/json matches without regard to case.
+type accessTokenMember struct {
+	V json.RawMessage `json:"access_token"`
+}
+
+type refreshTokenMember struct {
+	V json.RawMessage `json:"refresh_token"`
+}
+
+// appendJSONStrings appends raw if it is a JSON string, or its strings if it is an
+// array of strings.
+func appendJSONStrings(values []string, raw json.RawMessage) []string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return append(values, s)
+	}
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		return append(values, list...)
+	}
+	return values
+}
+
 // inspectMultipart checks every part named access_token (whatever its disposition
-// type, name given plainly or RFC 2231-encoded), raw and with a quoted-printable
-// transfer encoding decoded (Go decodes it). Other transfer encodings of such a part
-// (base64, uuencode: Python's email parser decodes them) are refused.
+// type, name given plainly, with quoted-string escapes or RFC 2231-encoded), raw and
+// with a quoted-printable transfer encoding decoded (Go decodes it). Other transfer
+// encodings of such a part (base64, uuencode: Python's email parser decodes them) are
+// refused.
+//
+// Parsers disagree about what lies outside the parts, so the body must be strictly
+// framed (strictParts): Django reads a part in the preamble or after the closing
+// delimiter, where Go's reader sees none. And the parts are not walked one by one:
+// only those whose text may name access_token (or that use RFC 2231 parameters, whose
+// continuations split a name) are parsed (multipartCandidates).
 func (m *Middleware) inspectMultipart(req *http.Request, body []byte, now int64, in *inspection) {
 	_, params, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
 	boundary := params["boundary"]
@@ -447,44 +653,94 @@ func (m *Middleware) inspectMultipart(req *http.Request, body []byte, now int64,
 		in.refuse(http.StatusBadRequest, "The multipart body has no usable boundary")
 		return
 	}
-	r := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
-		p, err := r.NextRawPart()
-		if err == io.EOF {
-			return
+	parts, refuse := strictParts(string(body), boundary)
+	if refuse != "" {
+		in.refuse(http.StatusBadRequest, refuse)
+		return
+	}
+	ks, ok := multipartCandidates(string(body), boundary)
+	if !ok {
+		in.refuse(http.StatusBadRequest, "Too many multipart parts to inspect for an access token")
+		return
+	}
+	for _, k := range ks {
+		if k == 0 {
+			continue // the (empty) preamble
 		}
-		if err != nil {
-			in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
-			return
-		}
-		_, disp, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
-		if err != nil {
-			if strings.Contains(strings.ToLower(p.Header.Get("Content-Disposition")), "access") {
-				in.refuse(http.StatusBadRequest, "A multipart part has a malformed Content-Disposition")
-				return
-			}
-			continue
-		}
-		if !isTokenParam(disp["name"]) {
-			continue
-		}
-		raw, err := io.ReadAll(io.LimitReader(p, int64(maxTokenLength)+1))
-		if err != nil {
-			in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
-			return
-		}
-		m.checkToken(string(raw), now, in)
-		switch cte := strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))); cte {
-		case "", "7bit", "8bit", "binary":
-		case "quoted-printable":
-			if dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw))); err == nil {
-				m.checkToken(string(dec), now, in)
-			}
-		default:
-			in.refuse(http.StatusBadRequest, "An access_token part has a transfer encoding the gateway does not read")
-		}
+		m.inspectPart("--"+boundary+parts[k]+"\r\n--"+boundary+"--\r\n", boundary, now, in)
 		if in.verdict != passRequest {
 			return
 		}
+	}
+}
+
+// strictParts splits a multipart body into its preamble (always empty) and parts, each
+// as the text after its delimiter line's "--boundary", or says why the body is refused:
+// anything before the first delimiter, a delimiter not at the start of a line or not
+// followed by CRLF (transport padding, bare LF line ends), no closing delimiter, or
+// anything but white space after it. All of it in compiled calls (strings.Count finds a
+// stray delimiter without a loop over the parts).
+func strictParts(body, boundary string) ([]string, string) {
+	delim := "--" + boundary
+	if !strings.HasPrefix(body, delim) {
+		return nil, "The multipart body does not start with its boundary"
+	}
+	full := "\r\n" + body
+	lineDelim := "\r\n" + delim
+	closing := strings.Index(full, lineDelim+"--")
+	if closing < 0 {
+		return nil, "The multipart body has no closing boundary"
+	}
+	if strings.Trim(full[closing+len(lineDelim)+2:], " \t\r\n") != "" {
+		return nil, "The multipart body has content after its closing boundary"
+	}
+	framed := full[:closing]
+	n := strings.Count(framed, lineDelim)
+	if strings.Count(full, delim) != n+1 || strings.Count(framed, lineDelim+"\r\n") != n {
+		return nil, "The multipart body has a boundary that does not delimit a part"
+	}
+	return strings.Split(framed, lineDelim), ""
+}
+
+// multipartCandidates returns the indexes of the parts that may carry an access_token
+// part's name (or RFC 2231 parameters, whose continuations split a name), and false
+// when there are too many. The parts are located like parameters, with their
+// delimiters made NULs (and their own NULs 0x01 first).
+func multipartCandidates(body, boundary string) ([]int, bool) {
+	framed := "\r\n" + body
+	framed = strings.ReplaceAll(strings.ReplaceAll(framed, "\x00", "\x01"), "\r\n--"+boundary, "\x00")
+	return candidates(strings.ToLower(partLocator.Replace(framed)), "access_token", "name*")
+}
+
+// inspectPart checks the one part of the multipart body single (framed by boundary) if
+// it is named access_token; a candidate part whose headers do not parse is refused.
+func (m *Middleware) inspectPart(single, boundary string, now int64, in *inspection) {
+	p, err := multipart.NewReader(strings.NewReader(single), boundary).NextRawPart()
+	if err != nil {
+		in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
+		return
+	}
+	_, disp, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		in.refuse(http.StatusBadRequest, "A multipart part that may name access_token has a malformed Content-Disposition")
+		return
+	}
+	if !isTokenParam(disp["name"]) {
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(p, int64(maxTokenLength)+1))
+	if err != nil {
+		in.refuse(http.StatusBadRequest, "The multipart body could not be parsed")
+		return
+	}
+	m.checkToken(string(raw), now, in)
+	switch cte := strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))); cte {
+	case "", "7bit", "8bit", "binary":
+	case "quoted-printable":
+		if dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw))); err == nil {
+			m.checkToken(string(dec), now, in)
+		}
+	default:
+		in.refuse(http.StatusBadRequest, "An access_token part has a transfer encoding the gateway does not read")
 	}
 }

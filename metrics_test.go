@@ -326,7 +326,7 @@ func TestMetricsNATS(t *testing.T) {
 	m, b := newTestMiddleware(t, func(c *Config) { c.MetricsPath = testMetricsPath })
 	l := &metricsLink{stream: "REVOCATIONS", snap: &snapshotStatus{LoadedSeq: 10, LoadedEntries: 5, WrittenSeq: 40, LastError: "x"}}
 	m.domain.link = l
-	fc := &failClosedMiddleware{m: m}
+	fc := &failClosedMiddleware{m: m, next: m}
 	// Not synced: a bearer request waits (503); the metrics endpoint still answers.
 	if rec := serve(m, revokeReq("token=tok-metrics-nats", basic("portal", "s3cret"))); rec.Code != http.StatusOK || l.sent != 1 {
 		t.Fatalf("revoke: %d %s, %d published", rec.Code, rec.Body.String(), l.sent)

@@ -71,6 +71,10 @@ type Config struct {
 	// RefreshRevokesSession: a revoked JWT refresh token carrying sid also ends that
 	// session (parsed; the behaviour comes with the session rules).
 	RefreshRevokesSession bool `json:"refreshRevokesSession,omitempty"`
+	// TokenCookies and TokenHeaders name the cookies and headers (besides
+	// Authorization) that backends read tokens from (places.go).
+	TokenCookies []string `json:"tokenCookies,omitempty"`
+	TokenHeaders []string `json:"tokenHeaders,omitempty"`
 }
 
 // ClientConfig is a client allowed to revoke tokens.
@@ -141,6 +145,7 @@ type Middleware struct {
 	metrics     *metrics       // the domain's (metrics.go): counters on the slow path
 	logoutPath  string         // back-channel logout receiver ("" when off)
 	issuers     *logoutIssuers // nil without issuers
+	places      *tokenPlaces   // tokenCookies and tokenHeaders; nil without
 }
 
 // New builds the middleware. Traefik calls it for every router that uses the middleware
@@ -163,23 +168,28 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 			return nil, err
 		}
 	}
-	if s.failClosed {
-		return &failClosedMiddleware{m: m}, nil
+	var h http.Handler = m
+	if m.places != nil {
+		h = &placesMiddleware{m: m}
 	}
-	return m, nil
+	if s.failClosed {
+		return &failClosedMiddleware{m: m, next: h}, nil
+	}
+	return h, nil
 }
 
 // failClosedMiddleware answers 503 to bearer requests while the revocation stream is
 // not synced, and otherwise hands over to the middleware. It is a separate type so the
 // common configuration pays nothing for the check on its request path.
 type failClosedMiddleware struct {
-	m *Middleware
+	m    *Middleware
+	next http.Handler // m, or its placesMiddleware
 }
 
 func (f *failClosedMiddleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	m := f.m
 	if m.domain.isSynced() || m.endpoints[req.URL.Path] {
-		m.ServeHTTP(rw, req)
+		f.next.ServeHTTP(rw, req)
 		return
 	}
 	// Not synced: a request that carries a token anywhere a backend could read one waits.
@@ -223,6 +233,7 @@ func newMiddleware(next http.Handler, name string, s *settings, d *domain, log *
 		log:         log,
 		domain:      d,
 		metrics:     d.metrics,
+		places:      s.places,
 	}
 }
 

@@ -97,9 +97,15 @@ func revokeReq(form string, auth string) *http.Request {
 	return req
 }
 
+// serve sends req to m as the handler New returns would (through placesMiddleware when
+// tokenCookies or tokenHeaders are set).
 func serve(m *Middleware, req *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
-	m.ServeHTTP(rec, req)
+	var h http.Handler = m
+	if m.places != nil {
+		h = &placesMiddleware{m: m}
+	}
+	h.ServeHTTP(rec, req)
 	return rec
 }
 
@@ -483,7 +489,7 @@ func TestFailClosedUntilSynced(t *testing.T) {
 	})
 	fl := &fakeLink{}
 	m.domain.link = fl
-	fc := &failClosedMiddleware{m: m}
+	fc := &failClosedMiddleware{m: m, next: m}
 	serve := func(_ *Middleware, req *http.Request) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		fc.ServeHTTP(rec, req)

@@ -2,7 +2,6 @@ package tokenrevoke
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"mime"
 	"net/http"
@@ -173,13 +172,11 @@ func (m *Middleware) checkRefresh(req *http.Request, now int64) refreshCheck {
 		rc.refuse(http.StatusRequestEntityTooLarge, "The request body is larger than the gateway inspects")
 		return rc
 	}
-	m.refreshParams(string(body), now, &rc)
+	m.refreshParams(strings.TrimPrefix(string(body), "\ufeff"), now, &rc)
 	if rc.done() {
 		return rc
 	}
-	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && t[0] == '{' {
-		m.refreshJSON(body, now, &rc)
-	}
+	m.refreshJSON(body, now, &rc)
 	return rc
 }
 
@@ -197,7 +194,7 @@ func asciiCharset(ct string) bool {
 		return false
 	}
 	switch strings.Trim(params["charset"], " \"'") {
-	case "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1":
+	case "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "windows-1252", "cp1252":
 		return true
 	}
 	return false
@@ -220,36 +217,17 @@ func (m *Middleware) refreshParams(raw string, now int64, rc *refreshCheck) {
 
 // isRefreshParam reports whether a decoded parameter name is one a provider maps to
 // refresh_token.
-func isRefreshParam(name string) bool {
-	if len(name) < len("refresh_token") {
-		return false
-	}
-	n := paramNameFolder.Replace(strings.ToLower(strings.TrimSpace(name)))
-	return n == "refresh_token" || strings.HasPrefix(n, "refresh_token[")
-}
+func isRefreshParam(name string) bool { return isNamed(name, "refresh_token") }
 
-// refreshJSON checks the refresh_token members of a JSON object body. A body that is
-// not a JSON object is left alone: a provider's JSON parser refuses it too.
+// refreshJSON checks the refresh_token members of a JSON object body (jsonMembers).
 func (m *Middleware) refreshJSON(body []byte, now int64, rc *refreshCheck) {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(body, &obj) != nil {
+	values, refuse := jsonMembers(body, "refresh_token")
+	if refuse != "" {
+		rc.refuse(http.StatusBadRequest, refuse)
 		return
 	}
-	for k, v := range obj {
-		if !strings.EqualFold(k, "refresh_token") && !isRefreshParam(k) {
-			continue
-		}
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			m.checkRefreshToken(s, now, rc)
-		} else {
-			var list []string
-			if json.Unmarshal(v, &list) == nil {
-				for _, s := range list {
-					m.checkRefreshToken(s, now, rc)
-				}
-			}
-		}
+	for _, s := range values {
+		m.checkRefreshToken(s, now, rc)
 		if rc.done() {
 			return
 		}

@@ -103,6 +103,10 @@ func TestRefreshUnreadableRequestsAreRefused(t *testing.T) {
 		{tokenReq(http.MethodPost, testTokenPath, form, "grant_type=refresh_token&refresh_token=rt-other&pad="+strings.Repeat("x", 4096)), http.StatusRequestEntityTooLarge},
 		{tokenReq(http.MethodPost, testTokenPath+"?grant_type=refresh_token&refresh_token="+strings.Repeat("a", maxTokenLength+1), "", ""), http.StatusBadRequest},
 		{tokenReq(http.MethodPost, testTokenPath+"?refresh_token=x"+strings.Repeat("&a", maxParams), "", ""), http.StatusBadRequest},
+		// JSON that Go's parser refuses while it may name refresh_token (Python's json
+		// takes NaN), and JSON in UTF-16 (Python's json detects it).
+		{tokenReq(http.MethodPost, testTokenPath, "application/json", `{"refresh_token":"rt-revoked","n":NaN}`), http.StatusBadRequest},
+		{tokenReq(http.MethodPost, testTokenPath, "application/json", "\xff\xfe{\x00}\x00"), http.StatusBadRequest},
 	}
 	for i, tc := range cases {
 		rec := serve(m, tc.req)
@@ -124,9 +128,9 @@ func TestRefreshEverythingElsePassesByteForByte(t *testing.T) {
 		{testTokenPath, form, "grant_type=refresh_token&refresh_token=rt-other"},
 		{testTokenPath, form, "grant_type=authorization_code&code=abc&redirect_uri=http%3A%2F%2Fx%2Fcb&code_verifier=v"},
 		{testTokenPath, "application/json", `{"grant_type":"refresh_token","refresh_token":"rt-other"}`},
-		{testTokenPath, "application/json", `{"grant_type":"refresh_token","refresh_token":`}, // not JSON: the provider refuses it
-		{"/api/other", form, "refresh_token=rt-revoked"},                                      // not the token endpoint
-		{"/token/revocation", form, "refresh_token=rt-revoked"},                               // nor is this
+		{testTokenPath, "application/json", `{"grant_type":"authorization_code","code":`}, // not JSON: the provider refuses it
+		{"/api/other", form, "refresh_token=rt-revoked"},                                  // not the token endpoint
+		{"/token/revocation", form, "refresh_token=rt-revoked"},                           // nor is this
 	}
 	for i, c := range bodies {
 		req := tokenReq(http.MethodPost, c.path, c.ct, c.body)
@@ -163,7 +167,7 @@ func TestRefreshFailClosed(t *testing.T) {
 	})
 	fl := &fakeLink{}
 	m.domain.link = fl
-	fc := &failClosedMiddleware{m: m}
+	fc := &failClosedMiddleware{m: m, next: m}
 	do := func(req *http.Request) int {
 		rec := httptest.NewRecorder()
 		fc.ServeHTTP(rec, req)
