@@ -44,16 +44,25 @@ import (
 // Sizes: a query string or header of worstLineBytes (about 1 MB: Go's net/http and
 // Traefik take a request line and headers up to 1 MiB + 4 KiB in all, see
 // e2e/worst_test.go for what passes through real Traefik); bodies of exactly the
-// default maxBodyCheck (64 KiB).
+// default maxBodyCheck (64 KiB). Every query and header input is sent at both
+// worstLineBytes ("-1M") and worstLimitBytes ("-64k").
 
 const (
-	worstLineBytes  = 1000000
-	worstBodyBytes  = 64 << 10
+	worstLineBytes = 1000000
+	worstBodyBytes = 64 << 10
+	// worstLimitBytes: the longest query string and header value the plugin inspects
+	// once it bounds them (maxBodyCheck, 64 KiB by default): each line input is also
+	// sent at this size.
+	worstLimitBytes = 64 << 10
 	worstPairs      = 8
 	worstTokenPath  = "/oauth/token"
 	worstLogoutPath = "/backchannel-logout"
 	worstIssuer     = "https://idp.worst.test"
 )
+
+// variants are parameter names backends read as access_token.
+var variants = []string{"access_token", "Access_Token", "ACCESS.TOKEN", "access%5Ftoken", "%61ccess_token",
+	"access+token", "access_token[]", "access_token[a]", "[access_token]", "access_token%5B%5D", "access%20token"}
 
 var (
 	worstOnce    sync.Once
@@ -275,71 +284,97 @@ func multipartFill(part string, n int) string {
 	return multipartOf(parts)
 }
 
+// lineCases are the query string and header inputs of about L bytes (tag names the
+// size): the 1 MB Go's net/http takes, and the limits the plugin may set itself.
+func lineCases(L int, tag string) []worstCase {
+	tokenChars := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+	return []worstCase{
+		// Query strings (GET /api/orders?...).
+		{name: "query/plus-" + tag, mk: get(queryValueN(L, "access_token", "+"))},
+		{name: "query/pct-" + tag, mk: get(queryValueN(L, "access_token", "%"))},
+		{name: "query/pct2-" + tag, mk: get(queryValueN(L, "access_token", "%2"))},
+		{name: "query/pct20-" + tag, mk: get(queryValueN(L, "access_token", "%20"))},
+		{name: "query/pct09-" + tag, mk: get(queryValueN(L, "access_token", "%09"))},
+		{name: "query/pctE3-8080-" + tag, mk: get(queryValueN(L, "access_token", "%E3%80%80"))},
+		{name: "query/pctC3A9-" + tag, mk: get(queryValueN(L, "access_token", "%C3%A9"))},
+		{name: "query/space-raw-" + tag, mk: get(queryValueN(L, "access_token", " "))},
+		{name: "query/eacute-raw-" + tag, mk: get(queryValueN(L, "access_token", "é"))},
+		{name: "query/u3000-raw-" + tag, mk: get(queryValueN(L, "access_token", "\u3000"))},
+		{name: "query/plain-" + tag, mk: get(queryValueN(L, "access_token", "A"))},
+		{name: "query/plain-no-token-" + tag, mk: get("q=" + fill("a", L-2))},
+		{name: "query/longkeys-plus-" + tag, mk: get(paramsFilling(L, "", "+", 12))},
+		{name: "query/longkeys-pct-" + tag, mk: get(paramsFilling(L, "", "%61", 12))},
+		{name: "query/token-plus-" + tag, mk: get(paramsFilling(L, "access_token=", "+", 1))},
+		{name: "query/token-pct20-" + tag, mk: get(paramsFilling(L, "access_token=", "%20", 3))},
+		{name: "query/token-values-" + tag, mk: get(paramsFilling(L, "access_token=", tokenChars, 1))},
+		{name: "query/token-short-" + tag, mk: get(manyParams(min(9999, L/19), func(i int) string { return "access_token=" + strconv.Itoa(i) }))},
+		{name: "query/variants-" + tag, mk: get(manyParams(min(9999, L/56), func(i int) string { return variants[i%len(variants)] + "=" + fill("+", 40) }))},
+		{name: "query/key-pct61-" + tag, mk: get(fill("%61", L-2) + "=x")},
+		{name: "query/key-plus-" + tag, mk: get("access_token" + fill("+", L-14) + "=x")},
+		{name: "query/key-plain-" + tag, mk: get("access_token" + fill("x", L-14) + "=x")},
+		{name: "query/16k-values-plus-" + tag, mk: get(manyParams(L/(16<<10+14), func(int) string { return "access_token=" + fill("+", 16<<10) }))},
+
+		// Authorization header, about 1 MB.
+		{name: "auth/basic-ascii-" + tag, mk: getWith("Authorization", "Basic "+fill("QWxhZGRpbjpvcGVuIHNlc2FtZQ", L-6))},
+		{name: "auth/basic-eacute-" + tag, mk: getWith("Authorization", "Basic "+fill("é", L-6))},
+		{name: "auth/basic-u3000-" + tag, mk: getWith("Authorization", "Basic "+fill("\u3000", L-6))},
+		{name: "auth/basic-nbsp-" + tag, mk: getWith("Authorization", "Basic "+fill("\u00a0", L-6))},
+		{name: "auth/basic-spaces-" + tag, mk: getWith("Authorization", "Basic"+fill(" ", L-6)+"x")},
+		{name: "auth/basic-tabs-" + tag, mk: getWith("Authorization", "Basic"+fill("\t", L-6)+"x")},
+		{name: "auth/words-ascii-" + tag, mk: getWith("Authorization", "Basic "+fill("a ", L-6))},
+		{name: "auth/words-eacute-" + tag, mk: getWith("Authorization", "Basic "+fill("é ", L-6))},
+		{name: "auth/words-tab-" + tag, mk: getWith("Authorization", "Basic "+fill("a\t", L-6))},
+		{name: "auth/words-bearer-" + tag, mk: getWith("Authorization", "Basic "+fill("Bearer ", L-6))},
+		{name: "auth/36-words-16k-" + tag, mk: getWith("Authorization", "Basic "+strings.TrimSpace(strings.Repeat(fill("é", min(16<<10, L/36)-2)+" ", 35)))},
+		{name: "auth/bearer-tokenchars-" + tag, mk: getWith("Authorization", "Bearer "+fill(tokenChars, L-7))},
+		{name: "auth/bearer-spaces-" + tag, mk: getWith("Authorization", "Bearer"+fill(" ", L-7)+"x")},
+		{name: "auth/bearer-junk-" + tag, mk: getWith("Authorization", "Bearer "+fill("é", L-7))},
+		{name: "auth/nospace-eacute-" + tag, mk: getWith("Authorization", fill("é", L))},
+		{name: "auth/2-headers-" + tag, mk: getWith("Authorization", "Basic "+fill("é", L/2), "Basic "+fill("é", L/2))},
+
+		// Cookies and the named header (tokenCookies, tokenHeaders).
+		{name: "cookie/many-" + tag, mk: getWith("Cookie", fillWhole("c=1; ", L-16)+"access_token=x")},
+		{name: "cookie/token-many-" + tag, mk: getWith("Cookie", strings.TrimSuffix(fillWhole("access_token=x; ", L), "; "))},
+		{name: "cookie/token-plus-" + tag, mk: getWith("Cookie", "access_token="+fill("+", L-13))},
+		{name: "cookie/token-pct-" + tag, mk: getWith("Cookie", "access_token="+fill("%", L-13))},
+		{name: "cookie/token-pct20-" + tag, mk: getWith("Cookie", "access_token="+fill("%20", L-13))},
+		{name: "cookie/many-headers-" + tag, mk: getWith("Cookie", strings.Split(strings.TrimSuffix(fillWhole("access_token=x\n", L/4), "\n"), "\n")...)},
+		{name: "header/x-auth-spaces-" + tag, mk: getWith("X-Auth-Token", "Bearer"+fill(" ", L-7)+"x")},
+		{name: "header/x-auth-eacute-" + tag, mk: getWith("X-Auth-Token", fill("é", L))},
+		{name: "header/x-auth-words-" + tag, mk: getWith("X-Auth-Token", "Bearer "+fill("é ", L-7))},
+		{name: "header/x-auth-tokenchars-" + tag, mk: getWith("X-Auth-Token", fill(tokenChars, L))},
+		{name: "header/x-auth-many-headers-" + tag, mk: getWith("X-Auth-Token", strings.Split(strings.TrimSuffix(fillWhole("x\n", L/16), "\n"), "\n")...)},
+	}
+}
+
+// queryValueN is name + "=" + a value filling the rest of L bytes.
+func queryValueN(L int, name, unit string) string {
+	return name + "=" + fill(unit, L-len(name)-1)
+}
+
+// paramsFilling is as many parameters prefix+<unit...> (each with at least minFill
+// bytes of units, at most 9,999 of them) as fill L bytes with '&' between them.
+func paramsFilling(L int, prefix, unit string, minFill int) string {
+	n := min(9999, L/(len(prefix)+minFill+1))
+	return manyParams(n, func(int) string { return prefix + fill(unit, L/n-len(prefix)-1) })
+}
+
 func worstCases() []worstCase {
 	L := worstLineBytes
 	B := worstBodyBytes
-	tokenChars := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-	variants := []string{"access_token", "Access_Token", "ACCESS.TOKEN", "access%5Ftoken", "%61ccess_token",
-		"access+token", "access_token[]", "access_token[a]", "[access_token]", "access_token%5B%5D", "access%20token"}
-	cases := []worstCase{
-		// Query strings (GET /api/orders?...), about 1 MB.
-		{name: "query/plus-1M", mk: get(queryValue("access_token", "+"))},
-		{name: "query/pct-1M", mk: get(queryValue("access_token", "%"))},
-		{name: "query/pct2-1M", mk: get(queryValue("access_token", "%2"))},
-		{name: "query/pct20-1M", mk: get(queryValue("access_token", "%20"))},
-		{name: "query/pct09-1M", mk: get(queryValue("access_token", "%09"))},
-		{name: "query/pctE3-8080-1M", mk: get(queryValue("access_token", "%E3%80%80"))},
-		{name: "query/pctC3A9-1M", mk: get(queryValue("access_token", "%C3%A9"))},
-		{name: "query/space-raw-1M", mk: get(queryValue("access_token", " "))},
-		{name: "query/eacute-raw-1M", mk: get(queryValue("access_token", "é"))},
-		{name: "query/u3000-raw-1M", mk: get(queryValue("access_token", "\u3000"))},
-		{name: "query/plain-1M", mk: get(queryValue("access_token", "A"))},
-		{name: "query/plain-no-token-1M", mk: get("q=" + fill("a", L-2))},
+	cases := append(lineCases(worstLineBytes, "1M"), lineCases(worstLimitBytes, "64k")...)
+	cases = append(cases, []worstCase{
 		{name: "query/9999-params", mk: get(fillWhole("a&", 2*9998) + "access_token=x")},
 		{name: "query/9999-semicolons", mk: get(fillWhole("a;", 2*9998) + "access_token=x")},
-		{name: "query/9999-longkeys-plus", mk: get(manyParams(9999, func(int) string { return fill("+", L/9999-1) }))},
-		{name: "query/9999-longkeys-pct", mk: get(manyParams(9999, func(int) string { return fill("%61", L/9999-1) }))},
-		{name: "query/9999-token-plus", mk: get(manyParams(9999, func(int) string { return "access_token=" + fill("+", L/9999-14) }))},
-		{name: "query/9999-token-pct20", mk: get(manyParams(9999, func(int) string { return "access_token=" + fill("%20", L/9999-14) }))},
-		{name: "query/9999-token-values", mk: get(manyParams(9999, func(int) string { return "access_token=" + fill(tokenChars, L/9999-14) }))},
-		{name: "query/9999-token-short", mk: get(manyParams(9999, func(i int) string { return "access_token=" + strconv.Itoa(i) }))},
-		{name: "query/9999-variants", mk: get(manyParams(9999, func(i int) string { return variants[i%len(variants)] + "=" + fill("+", 40) }))},
-		{name: "query/key-pct61-1M", mk: get(fill("%61", L-2) + "=x")},
-		{name: "query/key-plus-1M", mk: get("access_token" + fill("+", L-14) + "=x")},
-		{name: "query/key-plain-1M", mk: get("access_token" + fill("x", L-14) + "=x")},
-		{name: "query/16k-values-plus", mk: get(manyParams(L/(16<<10), func(int) string { return "access_token=" + fill("+", 16<<10) }))},
-
-		// Authorization header, about 1 MB.
-		{name: "auth/basic-ascii-1M", mk: getWith("Authorization", "Basic "+fill("QWxhZGRpbjpvcGVuIHNlc2FtZQ", L-6))},
-		{name: "auth/basic-eacute-1M", mk: getWith("Authorization", "Basic "+fill("é", L-6))},
-		{name: "auth/basic-u3000-1M", mk: getWith("Authorization", "Basic "+fill("\u3000", L-6))},
-		{name: "auth/basic-nbsp-1M", mk: getWith("Authorization", "Basic "+fill("\u00a0", L-6))},
-		{name: "auth/basic-spaces-1M", mk: getWith("Authorization", "Basic"+fill(" ", L-6)+"x")},
-		{name: "auth/basic-tabs-1M", mk: getWith("Authorization", "Basic"+fill("\t", L-6)+"x")},
-		{name: "auth/words-ascii-1M", mk: getWith("Authorization", "Basic "+fill("a ", L-6))},
-		{name: "auth/words-eacute-1M", mk: getWith("Authorization", "Basic "+fill("é ", L-6))},
-		{name: "auth/words-tab-1M", mk: getWith("Authorization", "Basic "+fill("a\t", L-6))},
-		{name: "auth/words-bearer-1M", mk: getWith("Authorization", "Basic "+fill("Bearer ", L-6))},
-		{name: "auth/36-words-16k", mk: getWith("Authorization", "Basic "+strings.TrimSpace(strings.Repeat(fill("é", 16<<10-2)+" ", 35)))},
-		{name: "auth/bearer-tokenchars-1M", mk: getWith("Authorization", "Bearer "+fill(tokenChars, L-7))},
-		{name: "auth/bearer-spaces-1M", mk: getWith("Authorization", "Bearer"+fill(" ", L-7)+"x")},
-		{name: "auth/bearer-junk-1M", mk: getWith("Authorization", "Bearer "+fill("é", L-7))},
-		{name: "auth/nospace-eacute-1M", mk: getWith("Authorization", fill("é", L))},
-		{name: "auth/2-headers-1M", mk: getWith("Authorization", "Basic "+fill("é", L/2), "Basic "+fill("é", L/2))},
-
-		// Cookies and the named header (tokenCookies, tokenHeaders).
-		{name: "cookie/many-1M", mk: getWith("Cookie", fillWhole("c=1; ", L-16)+"access_token=x")},
-		{name: "cookie/token-many-1M", mk: getWith("Cookie", strings.TrimSuffix(fillWhole("access_token=x; ", L), "; "))},
-		{name: "cookie/token-plus-1M", mk: getWith("Cookie", "access_token="+fill("+", L-13))},
-		{name: "cookie/token-pct-1M", mk: getWith("Cookie", "access_token="+fill("%", L-13))},
-		{name: "cookie/token-pct20-1M", mk: getWith("Cookie", "access_token="+fill("%20", L-13))},
-		{name: "cookie/many-headers", mk: getWith("Cookie", strings.Split(strings.TrimSuffix(fillWhole("access_token=x\n", L/4), "\n"), "\n")...)},
-		{name: "header/x-auth-spaces-1M", mk: getWith("X-Auth-Token", "Bearer"+fill(" ", L-7)+"x")},
-		{name: "header/x-auth-eacute-1M", mk: getWith("X-Auth-Token", fill("é", L))},
-		{name: "header/x-auth-words-1M", mk: getWith("X-Auth-Token", "Bearer "+fill("é ", L-7))},
-		{name: "header/x-auth-tokenchars-1M", mk: getWith("X-Auth-Token", fill(tokenChars, L))},
-		{name: "header/x-auth-many-headers", mk: getWith("X-Auth-Token", strings.Split(strings.TrimSuffix(fillWhole("x\n", L/16), "\n"), "\n")...)},
-
+		// The places that may name the token found at the end of a long string (each
+		// place's position is counted from the start).
+		{name: "query/64-names-at-end-64k", mk: get("a=" + fill("x", worstLimitBytes-2-64*15) + strings.Repeat("&access_token=x", 64))},
+		{name: "query/65-names-at-end-64k", mk: get("a=" + fill("x", worstLimitBytes-2-65*15) + strings.Repeat("&access_token=x", 65))},
+		{name: "tokenpath/query-64-names-at-end-1M", mk: reqBuilder(http.MethodGet, worstTokenPath, "a="+fill("x", L-2-64*16)+strings.Repeat("&refresh_token=x", 64), nil, "")},
+		{name: "cookie/64-names-at-end-64k", mk: getWith("Cookie", "a="+fill("x", worstLimitBytes-2-64*16)+strings.Repeat("; access_token=x", 64))},
+		{name: "json/token-array", mk: post("/api/orders", jsonCT, `{"access_token":[`+strings.TrimSuffix(fillWhole(`"x",`, B-20), ",")+"]}")},
+		{name: "json/token-array-16k-strings", mk: post("/api/orders", jsonCT, `{"access_token":[`+strings.TrimSuffix(strings.Repeat(`"`+fill("\\u3000", 16<<10-8)+`",`, 3), ",")+"]}")},
+		{name: "multipart/64-token-parts-end", mk: post("/api/orders", mpCT, multipartOf(append(append([]string{}, strings.Split(strings.TrimSuffix(strings.Repeat("\r\n"+fill("x", 400)+"\n", 130), "\n"), "\n")...), strings.Split(strings.TrimSuffix(strings.Repeat("Content-Disposition: form-data; name=access_token\r\n\r\nx\n", 64), "\n"), "\n")...)))},
 		// Form bodies at the limit (POST /api/orders).
 		{name: "form/plus-64k", mk: post("/api/orders", formCT, "access_token="+fill("+", B-13))},
 		{name: "form/pct-64k", mk: post("/api/orders", formCT, "access_token="+fill("%", B-13))},
@@ -404,7 +439,7 @@ func worstCases() []worstCase {
 		{name: "forward/query-500k-params", forward: true, mk: reqBuilder(http.MethodPost, revokePath, fillWhole("a&", L), http.Header{"Content-Type": {formCT}}, "token=x")},
 		{name: "forward/query-key-plus-1M", forward: true, mk: reqBuilder(http.MethodPost, revokePath, fill("+", L), http.Header{"Content-Type": {formCT}}, "token=x")},
 		{name: "forward/form-9999-keys", forward: true, mk: post(revokePath, formCT, manyParams(9999, func(i int) string { return "k" + strconv.Itoa(i) }))},
-	}
+	}...)
 	return cases
 }
 
