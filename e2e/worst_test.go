@@ -74,6 +74,10 @@ func BenchmarkTraefikWorstLatency(b *testing.B) {
 		{"auth/basic-eacute-1M", rawGet("/api/orders", "Authorization: Basic "+strings.Repeat("é", (line-6)/2)+"\r\n")},
 		{"form/token-params-64k", rawPost("/api/orders", "application/x-www-form-urlencoded", strings.TrimSuffix(strings.Repeat("access_token=1&", body/15), "&"))},
 		{"form/plus-64k", rawPost("/api/orders", "application/x-www-form-urlencoded", "access_token="+strings.Repeat("+", body-13))},
+		{"plain-route/form-plus-64k", rawPost(harness.PlainPrefix, "application/x-www-form-urlencoded", "access_token="+strings.Repeat("+", body-13))},
+		{"json/token-array-64k", rawPost("/api/orders", "application/json", `{"access_token":[`+strings.TrimSuffix(strings.Repeat(`"x",`, (body-20)/4), ",")+"]}")},
+		{"tokenpath/json-token-array-64k", rawPost("/oauth/token", "application/json", `{"refresh_token":[`+strings.TrimSuffix(strings.Repeat(`"x",`, (body-20)/4), ",")+"]}")},
+		{"query/plus-64k", rawGet("/api/orders?access_token="+strings.Repeat("+", body-13), "")},
 	} {
 		b.Run(c.name, func(b *testing.B) { latencyUnderAttack(b, gw.WebURL, addr, c.raw) })
 	}
