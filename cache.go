@@ -124,6 +124,20 @@ func newTokenCache(capacity int, log *logger) *tokenCache {
 	return c
 }
 
+// originRank orders origins by trust, for a key revoked by several: a local client
+// (or "") 2, a signing key's origin ("@<kid>") 1, "@unsigned" 0. A held entry moves to
+// the origin revoking it again only if that one ranks higher, so a forged message that
+// got a key in first cannot keep a local revocation of it in the flooded origin.
+func originRank(name string) int {
+	if len(name) == 0 || name[0] != '@' {
+		return 2
+	}
+	if name == originUnsigned {
+		return 0
+	}
+	return 1
+}
+
 // originLocked returns the id of origin name, registering it on first use.
 func (c *tokenCache) originLocked(name string) uint16 {
 	if id, ok := c.originIDs[name]; ok {
@@ -351,6 +365,16 @@ func (c *tokenCache) addLocked(key [32]byte, exp int64, now int64, o uint16) {
 		if exp > c.exps[slot] {
 			c.exps[slot] = exp
 			c.addToBucketLocked(slot, exp)
+		}
+		if o != c.origins[slot] && originRank(c.originNames[o]) > originRank(c.originNames[c.origins[slot]]) {
+			// Revoked again by a more trusted origin (see originRank): the entry is
+			// that origin's now, so a flood of the first one cannot evict it.
+			c.unlinkLocked(slot)
+			c.counts[c.origins[slot]]--
+			c.origins[slot] = o
+			c.counts[o]++
+			c.pushFrontLocked(slot)
+			return
 		}
 		c.moveToFrontLocked(slot)
 		return

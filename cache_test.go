@@ -139,12 +139,17 @@ func (m *lruModel) add(k [32]byte, exp, now int64) { m.addFrom(k, exp, now, "") 
 
 // addFrom is tokenCache.addFrom: as add, but a full cache evicts the least recent entry
 // of the origin holding the most (origins compared in the order they first appeared,
-// the new entry's own origin winning a tie). A held key keeps its origin.
+// the new entry's own origin winning a tie). A held key keeps its origin unless the new
+// one ranks higher (originRank).
 func (m *lruModel) addFrom(k [32]byte, exp, now int64, origin string) {
 	if i := m.find(k); i >= 0 {
 		e := m.ents[i]
 		if exp > e.exp || e.exp <= now {
 			e.exp = exp
+		}
+		m.see(origin) // the cache registers it either way
+		if originRank(origin) > originRank(e.origin) {
+			e.origin = origin
 		}
 		m.ents = append(m.ents[:i], m.ents[i+1:]...)
 		m.ents = append([]modelEnt{e}, m.ents...)
@@ -514,7 +519,7 @@ func TestCacheOriginsMatchModel(t *testing.T) {
 	const capacity = 20
 	c := newTokenCache(capacity, newLogger("t"))
 	model := &lruModel{capacity: capacity}
-	origins := []string{"portal", "flood", "@idp", ""}
+	origins := []string{"portal", "flood", "@idp", "", "@unsigned"}
 	now := int64(4_000_000)
 	for step := 0; step < 20000; step++ {
 		now += int64(rng.Intn(10))

@@ -84,6 +84,12 @@ type natsSettings struct {
 	defaultTTL time.Duration
 	// maxTTL is the middleware's: no received revocation is held longer.
 	maxTTL time.Duration
+	// clockSkew and maxTokenLifetime are the middleware's: they cap received rules
+	// (capRule).
+	clockSkew        time.Duration
+	maxTokenLifetime time.Duration
+	// signer signs and verifies bus messages (nats.signing); nil without keys.
+	signer *busSigner
 	// metrics is not configuration: joinDomain sets it to the domain's metrics before
 	// starting the link, so that the link and its stream follower, which all hold these
 	// settings, reach the counters without more plumbing. Nil elsewhere (tests), where
@@ -217,6 +223,8 @@ func parseConfig(c *Config) (*settings, error) {
 	if s.nats != nil {
 		s.nats.defaultTTL = s.defaultTTL
 		s.nats.maxTTL = s.maxTTL
+		s.nats.clockSkew = s.clockSkew
+		s.nats.maxTokenLifetime = s.maxTokenLifetime
 	}
 	if s.failClosed && (s.nats == nil || s.nats.stream == "") {
 		return nil, errors.New("tokenrevoke: failClosed: needs nats.stream (it waits for the JetStream replay)")
@@ -368,6 +376,11 @@ func parseNATS(c *NATSConfig) (*natsSettings, error) {
 	default:
 		n.snapshotEvery = uint64(c.SnapshotEvery)
 	}
+	signer, err := parseSigning(c.Signing)
+	if err != nil {
+		return nil, err
+	}
+	n.signer = signer
 	return n, nil
 }
 
@@ -383,6 +396,9 @@ func (n *natsSettings) key() string {
 	}
 	if n.tls != nil {
 		parts = append(parts, n.tls.CA, n.tls.Cert, n.tls.Key, strconv.FormatBool(n.tls.InsecureSkipVerify))
+	}
+	if n.signer != nil {
+		parts = append(parts, "signing", n.signer.fingerprint)
 	}
 	// Hash so that secrets inside the key never sit in a map key that could be printed.
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))

@@ -45,16 +45,23 @@ type revocation struct {
 }
 
 type linkStatus struct {
-	Connected   bool   `json:"connected"`
-	Server      string `json:"server,omitempty"`
-	Stream      string `json:"stream,omitempty"`
-	StreamSeq   uint64 `json:"streamSequence,omitempty"`
-	Synced      bool   `json:"synced"`
-	LastError   string `json:"lastError,omitempty"`
-	Received    int64  `json:"received"`
-	Dropped     int64  `json:"dropped"`
-	Published   int64  `json:"published"`
-	PublishFail int64  `json:"publishFailures"`
+	Connected bool   `json:"connected"`
+	Server    string `json:"server,omitempty"`
+	Stream    string `json:"stream,omitempty"`
+	StreamSeq uint64 `json:"streamSequence,omitempty"`
+	Synced    bool   `json:"synced"`
+	LastError string `json:"lastError,omitempty"`
+	Received  int64  `json:"received"`
+	Dropped   int64  `json:"dropped"`
+	// Unsigned and BadSignature are the part of Dropped refused for their signature
+	// (nats.signing): no Tokenrevoke-Sig header, or a wrong one.
+	Unsigned     int64 `json:"unsigned"`
+	BadSignature int64 `json:"badSignature"`
+	// Signed reports that nats.signing is configured (published messages are signed,
+	// received ones verified).
+	Signed      bool  `json:"signed"`
+	Published   int64 `json:"published"`
+	PublishFail int64 `json:"publishFailures"`
 	// Snapshot is set in JetStream mode with snapshots on.
 	Snapshot *snapshotStatus `json:"snapshot,omitempty"`
 }

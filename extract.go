@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -48,8 +49,9 @@ const maxTokenLength = 16 << 10
 // value of another scheme with more words, is refused rather than read for seconds.
 // (Go's own query parser stops at 10,000 parameters; Node's qs at 1,000.)
 const (
-	maxParams    = 10000
-	maxAuthWords = 32
+	maxParams     = 10000
+	maxAuthWords  = 32
+	maxAuthSpaces = 256
 )
 
 // tokenChars are RFC 6750 b64token characters ('=' anywhere: it splits nothing).
@@ -196,7 +198,11 @@ func (m *Middleware) inspectAuthValue(v string, now int64, in *inspection) {
 		return
 	}
 	// Another scheme, or a bare token: check every string a lenient backend could take
-	// for the token.
+	// for the token (refused first if splitting it could make thousands of words).
+	if strings.Count(v, " ") > maxAuthSpaces {
+		in.refuse(http.StatusBadRequest, "The Authorization header has too many words")
+		return
+	}
 	cands := authCandidates(v)
 	if len(cands) > maxAuthWords+4 {
 		in.refuse(http.StatusBadRequest, "The Authorization header has too many words")
@@ -342,13 +348,13 @@ func (m *Middleware) inspectParams(raw string, now int64, in *inspection) {
 // escapes do not all decode (a malformed one, or invalid UTF-8) undecoded, with only
 // '+' read as a space.
 func namedParams(raw, word string, match func(string) bool) ([]string, bool) {
-	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && strings.IndexByte(raw, '\\') < 0 && !strings.Contains(strings.ToLower(raw), word) {
+	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 && strings.IndexByte(raw, '\\') < 0 && !strings.Contains(lowerForSearch(raw), word) {
 		return nil, false
 	}
 	if strings.Count(raw, "&")+strings.Count(raw, ";") >= maxParams {
 		return nil, true
 	}
-	ks, ok := candidates(strings.ToLower(paramLocator.Replace(raw)), word+"_token")
+	ks, ok := candidates(paramLocator.locate(raw), word+"_token")
 	if !ok {
 		return nil, true
 	}
@@ -562,16 +568,19 @@ func (m *Middleware) inspectJSON(body []byte, now int64, in *inspection) {
 }
 
 // jsonMembers returns the string values a backend may read as the top-level member
-// name of a JSON object body (name is lower-case), or why the body is refused. Node's
-// and Python's parsers keep the last member of a name; Go's encoding/json fills a
-// struct field from every member whose name matches it without regard to case (Unicode
-// folding included), the last one winning. Both are read here with two compiled
-// decodes and no loop over the members: a map lookup for the first, Go's own matching
-// into a struct for the second. A value that is an array of strings is read too (some
-// readers take its first element). A body that is not a JSON object passes (no reader
-// finds a member in it), except one that starts like an object yet does not parse here
-// and may name the member (Python's json also takes NaN and Infinity): refused, as are
-// bodies that are not UTF-8.
+// name of a JSON object body (name is "access_token" or "refresh_token"), or why the
+// body is refused. Node's and Python's parsers keep the last member named exactly name
+// (after unescaping); Go's encoding/json fills a struct field from every member whose
+// name matches it without regard to case (Unicode folding included), the last one
+// winning. Both are read with one compiled decode and no loop over the members: the
+// members named exactly name (escapes of its letters decoded first) are renamed to a
+// name no JSON key folds to (jsonExactName), and one struct takes the last of those
+// and, by Go's own matching, the last of the others. A value that is an array of
+// strings is read too (some readers take its first element), up to maxCandidates of
+// them. A body that is not a JSON object passes (no reader finds a member in it),
+// except one that starts like an object yet does not parse here and may name the
+// member (Python's json also takes NaN and Infinity, V8 nests deeper than Go): refused,
+// as are bodies that are not UTF-8.
 func jsonMembers(body []byte, name string) ([]string, string) {
 	b := bytes.TrimPrefix(body, utf8BOM) // body-parser and Python strip it
 	if bytes.IndexByte(b, 0) >= 0 || len(b) >= 2 && (b[0] == 0xFE && b[1] == 0xFF || b[0] == 0xFF && b[1] == 0xFE) {
@@ -583,56 +592,100 @@ func jsonMembers(body []byte, name string) ([]string, string) {
 	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) == 0 || t[0] != '{' {
 		return nil, ""
 	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(b, &obj) != nil {
-		if bytes.Contains(bytes.ToLower(b), []byte(name[:len(name)-len("_token")])) || bytes.Contains(b, []byte("\\u")) {
+	s := string(b)
+	if strings.Contains(s, `\u`) {
+		s = nameEscapes.Replace(s)
+	}
+	if strings.Contains(s, jsonExactName) {
+		return nil, "The JSON body holds a member name the gateway reserves"
+	}
+	s = strings.ReplaceAll(s, `"`+name+`"`, `"`+jsonExactName+`"`)
+	var folded json.RawMessage
+	var exact json.RawMessage
+	var err error
+	if name == "refresh_token" {
+		var f refreshTokenMembers
+		err = json.Unmarshal([]byte(s), &f)
+		folded = f.Folded
+		exact = f.Exact
+	} else {
+		var f accessTokenMembers
+		err = json.Unmarshal([]byte(s), &f)
+		folded = f.Folded
+		exact = f.Exact
+	}
+	if err != nil {
+		if strings.Contains(lowerForSearch(s), name[:len(name)-len("_token")]) || strings.Contains(s, `\u`) || strings.Contains(s, jsonExactName) {
 			return nil, "The JSON body cannot be read, and may name " + name
 		}
 		return nil, ""
 	}
 	var values []string
-	if raw, ok := obj[name]; ok {
-		values = appendJSONStrings(values, raw)
+	ok := true
+	if exact != nil {
+		values, ok = appendJSONStrings(values, exact)
 	}
-	var folded json.RawMessage
-	if name == "refresh_token" {
-		var f refreshTokenMember
-		if json.Unmarshal(b, &f) == nil {
-			folded = f.V
-		}
-	} else {
-		var f accessTokenMember
-		if json.Unmarshal(b, &f) == nil {
-			folded = f.V
-		}
+	if folded != nil && ok {
+		values, ok = appendJSONStrings(values, folded)
 	}
-	if folded != nil {
-		values = appendJSONStrings(values, folded)
+	if !ok {
+		return nil, "The JSON body's " + name + " member has more values than the gateway checks"
+	}
+	for i, v := range values {
+		if v == jsonExactName {
+			values[i] = name // a string value "access_token", renamed with the members
+		}
 	}
 	return values, ""
 }
 
-// The members Go's encoding/json matches without regard to case.
-type accessTokenMember struct {
-	V json.RawMessage `json:"access_token"`
+// jsonExactName stands for the members named exactly name in jsonMembers: made of
+// characters that no Unicode case folds to or from, so no other key matches it.
+const jsonExactName = "%%0%%"
+
+// nameEscapes decodes the \u escapes of the characters of access_token and
+// refresh_token (and of jsonExactName), so that a member named with them is found by
+// its plain name; no other escape is touched, so the JSON keeps its meaning.
+var nameEscapes = func() *strings.Replacer {
+	var pairs []string
+	for _, c := range "acefhknorst_%0" {
+		hex := strconv.FormatInt(int64(c), 16)
+		pairs = append(pairs, `\u00`+hex, string(c))
+		if up := strings.ToUpper(hex); up != hex {
+			pairs = append(pairs, `\u00`+up, string(c))
+		}
+	}
+	return strings.NewReplacer(pairs...)
+}()
+
+// The members of a JSON object body that Go's encoding/json matches: Exact is the last
+// one named jsonExactName (exactly access_token, before renaming), Folded the last
+// other one matching without regard to case.
+type accessTokenMembers struct {
+	Exact  json.RawMessage `json:"%%0%%"`
+	Folded json.RawMessage `json:"access_token"`
 }
 
-type refreshTokenMember struct {
-	V json.RawMessage `json:"refresh_token"`
+type refreshTokenMembers struct {
+	Exact  json.RawMessage `json:"%%0%%"`
+	Folded json.RawMessage `json:"refresh_token"`
 }
 
 // appendJSONStrings appends raw if it is a JSON string, or its strings if it is an
-// array of strings.
-func appendJSONStrings(values []string, raw json.RawMessage) []string {
+// array of strings; false if that array holds more than maxCandidates of them.
+func appendJSONStrings(values []string, raw json.RawMessage) ([]string, bool) {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return append(values, s)
+		return append(values, s), true
 	}
 	var list []string
 	if json.Unmarshal(raw, &list) == nil {
-		return append(values, list...)
+		if len(list) > maxCandidates {
+			return values, false
+		}
+		return append(values, list...), true
 	}
-	return values
+	return values, true
 }
 
 // inspectMultipart checks every part named access_token (whatever its disposition
@@ -709,7 +762,7 @@ func strictParts(body, boundary string) ([]string, string) {
 func multipartCandidates(body, boundary string) ([]int, bool) {
 	framed := "\r\n" + body
 	framed = strings.ReplaceAll(strings.ReplaceAll(framed, "\x00", "\x01"), "\r\n--"+boundary, "\x00")
-	return candidates(strings.ToLower(partLocator.Replace(framed)), "access_token", "name*")
+	return candidates(partLocator.locate(framed), "access_token", "name*")
 }
 
 // inspectPart checks the one part of the multipart body single (framed by boundary) if

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzRequests throws arbitrary bodies, Authorization headers, content types and query
@@ -44,8 +45,8 @@ func FuzzRequests(f *testing.F) {
 			allowed := map[int]bool{200: true, 400: true, 401: true, 405: true, 413: true, 429: true, 500: true}
 			if path != testRevokePath {
 				// Passed on (418 from the test backend), revoked (401), refused as
-				// ambiguous or malformed (400), or a form body over maxBodyCheck (413).
-				allowed = map[int]bool{http.StatusTeapot: true, 400: true, 401: true, 413: true}
+				// ambiguous or malformed (400), or a form body over maxBodyCheck (413), a query or token header over it (414, 431).
+				allowed = map[int]bool{http.StatusTeapot: true, 400: true, 401: true, 413: true, 414: true, 431: true}
 			}
 			if !allowed[rec.Code] {
 				t.Fatalf("%s %s: undocumented status %d", method, path, rec.Code)
@@ -58,6 +59,42 @@ func FuzzRequests(f *testing.F) {
 			}
 		}
 	})
+}
+
+// qsLikeTokens reads the access_token values of a query or form body the way Node's qs
+// (Express 4's query parser, body-parser's extended urlencoded) does: pairs split at
+// '&', each component decoded with '+' as a space and decodeURIComponent, or left as
+// it is (with only '+' replaced) when one of its escapes does not decode; a key's root
+// is what precedes its first bracket, or the first bracket's content when it starts
+// with one ("[access_token]").
+func qsLikeTokens(raw string) []string {
+	decode := func(s string) string {
+		s = strings.ReplaceAll(s, "+", " ")
+		if d, err := url.PathUnescape(s); err == nil && utf8.ValidString(d) {
+			return d
+		}
+		return s
+	}
+	var out []string
+	for _, pair := range strings.Split(raw, "&") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			continue
+		}
+		key := decode(k)
+		root := key
+		if i := strings.IndexByte(key, '['); i == 0 {
+			if j := strings.IndexByte(key, ']'); j > 0 && !strings.ContainsAny(key[1:j], "[") {
+				root = key[1:j]
+			}
+		} else if i > 0 && strings.IndexByte(key[i:], ']') > 0 {
+			root = key[:i]
+		}
+		if root == "access_token" {
+			out = append(out, decode(v))
+		}
+	}
+	return out
 }
 
 func validMethod(m string) bool {
@@ -81,7 +118,9 @@ func httpBody(s string) stringBody { return stringBody{strings.NewReader(s)} }
 // FuzzBypassDifferential sends random requests that may carry a revoked token and asks
 // reference extractors, written the ways backends read tokens, what they would find:
 // Go's r.FormValue (query and form or multipart body), Go's query parser without a
-// parameter limit, strings.Fields on the Authorization header, a split on its first
+// parameter limit, qs (Express's query and extended form parser: bracket names,
+// undecoded components), a JSON body's access_token member (passport-http-bearer),
+// strings.Fields on the Authorization header, a split on its first
 // space (Node's split(' ')[1]), and TrimPrefix("Bearer "). Whenever one of them finds a
 // revoked token, the gateway must not have passed the request to the backend.
 //
@@ -100,6 +139,11 @@ func FuzzBypassDifferential(f *testing.F) {
 		{"", "", "--B\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\nR1\r\n--B--\r\n", "multipart/form-data; boundary=B", "PUT"},
 		{"Bearer " + jws + "x", "", "", "", "GET"},
 		{"", "access_token=" + jws + "%3D%3D", "", "", "GET"},
+		{"", "[access_token]=R1", "", "", "GET"},
+		{"", "%5Baccess_token%5D=R1%zz", "", "", "GET"},
+		{"", "", "\ufeffaccess_token=R1", "application/x-www-form-urlencoded", "POST"},
+		{"", "", `{"access_token":"R1"}`, "application/json", "POST"},
+		{"", "", `{"access_token":"R1"}`, "", "PUT"},
 	} {
 		f.Add(seed[0], seed[1], seed[2], seed[3], seed[4])
 	}
@@ -156,6 +200,16 @@ func FuzzBypassDifferential(f *testing.F) {
 				}
 			}
 		}
+		found = append(found, qsLikeTokens(query)...)
+		if strings.Contains(strings.ToLower(contentType), "x-www-form-urlencoded") {
+			found = append(found, qsLikeTokens(strings.TrimPrefix(body, "\ufeff"))...)
+		}
+		var obj map[string]interface{}
+		if json.Unmarshal([]byte(strings.TrimPrefix(body, "\ufeff")), &obj) == nil {
+			if s, ok := obj["access_token"].(string); ok {
+				found = append(found, s) // passport-http-bearer's req.body.access_token
+			}
+		}
 		if fields := strings.Fields(auth); len(fields) > 1 {
 			found = append(found, fields[1])
 		}
@@ -175,7 +229,7 @@ func FuzzBypassDifferential(f *testing.F) {
 		if hit != "" && b.count() != before {
 			t.Fatalf("a reference extractor found revoked token %q, yet the gateway passed the request (auth %q, query %q, body %q, type %q)", hit, auth, query, body, contentType)
 		}
-		if rec.Code != http.StatusTeapot && rec.Code != 400 && rec.Code != 401 && rec.Code != 413 {
+		if rec.Code != http.StatusTeapot && rec.Code != 400 && rec.Code != 401 && rec.Code != 413 && rec.Code != 414 && rec.Code != 431 {
 			t.Fatalf("undocumented status %d", rec.Code)
 		}
 	})

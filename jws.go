@@ -214,6 +214,13 @@ func parseJWSClaims(data []byte, c *jwsClaims) error {
 	return nil
 }
 
+// maxJOSEMembers bounds the members of a JOSE header or claims set read one by one
+// (interpreted): a token with more is refused before its signature is checked.
+const maxJOSEMembers = 64
+
+// maxAudience bounds the items of an aud array.
+const maxAudience = 16
+
 // jsonObjectMembers splits a JSON object into its members, exactly as named (encoding/json
 // would match struct fields case-insensitively and let a later duplicate win). Duplicate
 // names, trailing data and anything but an object are refused.
@@ -228,6 +235,9 @@ func jsonObjectMembers(data []byte) (map[string]json.RawMessage, error) {
 	}
 	m := make(map[string]json.RawMessage)
 	for dec.More() {
+		if len(m) >= maxJOSEMembers {
+			return nil, errors.New("too many members")
+		}
 		tok, err = dec.Token()
 		if err != nil {
 			return nil, err
@@ -282,7 +292,7 @@ func jsonAudience(raw json.RawMessage) ([]string, bool) {
 		return nil, false
 	}
 	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
+	if err := json.Unmarshal(raw, &items); err != nil || len(items) > maxAudience {
 		return nil, false
 	}
 	out := make([]string, 0, len(items))

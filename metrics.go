@@ -50,7 +50,7 @@ type metrics struct {
 	// Requests rejected, by reason.
 	rejectedRevoked     int64 // 401: a revoked bearer token
 	rejectedRefused     int64 // 400: refused by the inspection (ambiguous, too long a token, ...)
-	rejectedTooLarge    int64 // 413: a form body larger than maxBodyCheck
+	rejectedTooLarge    int64 // 413, 414, 431: a body, query or token header larger than maxBodyCheck
 	rejectedRateLimited int64 // 429: a client over its revocation rate
 	rejectedUnavailable int64 // 503: failClosed while not synced
 
@@ -207,8 +207,11 @@ func (d *domain) metricsText() []byte {
 	w.intSample("tokenrevoke_nats_published_total", "", st.Published)
 	w.family("tokenrevoke_nats_publish_failures_total", "counter", "Revocations NATS did not confirm (kept locally; the client was answered 500).")
 	w.intSample("tokenrevoke_nats_publish_failures_total", "", st.PublishFail)
-	w.family("tokenrevoke_nats_dropped_total", "counter", "Malformed revocation messages received and dropped.")
-	w.intSample("tokenrevoke_nats_dropped_total", "", st.Dropped)
+	w.family("tokenrevoke_nats_dropped_total", "counter",
+		"Revocation messages received and dropped, by reason: malformed, unsigned (no signature header, nats.signing set) or bad_signature (a signature that does not verify with the configured keys).")
+	w.intSample("tokenrevoke_nats_dropped_total", `reason="malformed"`, st.Dropped-st.Unsigned-st.BadSignature)
+	w.intSample("tokenrevoke_nats_dropped_total", `reason="unsigned"`, st.Unsigned)
+	w.intSample("tokenrevoke_nats_dropped_total", `reason="bad_signature"`, st.BadSignature)
 	w.histogram("tokenrevoke_publish_duration_seconds",
 		"Time from publishing one revocation to NATS confirming it (or failing).", m.publish)
 

@@ -34,7 +34,7 @@ func (l *metricsLink) synced() bool               { return l.isSynced }
 func (l *metricsLink) status() linkStatus {
 	return linkStatus{Connected: true, Server: "nats://secret-user:secret-pass@nats:4222", Stream: l.stream,
 		StreamSeq: 42, Synced: l.isSynced, LastError: "nats: auth error for user secret-user",
-		Received: 17, Dropped: 2, Published: 3, PublishFail: 1, Snapshot: l.snap}
+		Received: 17, Dropped: 9, Unsigned: 4, BadSignature: 3, Published: 3, PublishFail: 1, Snapshot: l.snap}
 }
 
 // expoFamily is one metric family of a parsed exposition page.
@@ -367,7 +367,9 @@ func TestMetricsNATS(t *testing.T) {
 		{"tokenrevoke_nats_connected", nil, 1},
 		{"tokenrevoke_nats_published_total", nil, 3},
 		{"tokenrevoke_nats_publish_failures_total", nil, 1},
-		{"tokenrevoke_nats_dropped_total", nil, 2},
+		{"tokenrevoke_nats_dropped_total", map[string]string{"reason": "malformed"}, 2},
+		{"tokenrevoke_nats_dropped_total", map[string]string{"reason": "unsigned"}, 4},
+		{"tokenrevoke_nats_dropped_total", map[string]string{"reason": "bad_signature"}, 3},
 		{"tokenrevoke_stream_sequence", nil, 42},
 		{"tokenrevoke_sync_duration_seconds", nil, 1.5},
 		{"tokenrevoke_snapshot_loaded_sequence", nil, 10},

@@ -142,7 +142,13 @@ func (l *natsLink) publish(r revocation) error {
 	if l.stream != nil {
 		err = l.stream.publish(subject, body, r.exp)
 	} else {
-		err = l.conn.Publish(subject, body)
+		if l.n.signer != nil {
+			hdr := natsclient.Header{}
+			l.n.signer.addTo(hdr, subject, body)
+			err = l.conn.PublishMsg(subject, "", hdr, body)
+		} else {
+			err = l.conn.Publish(subject, body)
+		}
 		if err == nil {
 			err = l.conn.Flush(publishTimeout)
 		}
@@ -157,10 +163,15 @@ func (l *natsLink) publish(r revocation) error {
 }
 
 // onMsg applies a revocation received on <subject>.> (core NATS). It runs on the
-// client's reader goroutine: anything unexpected is dropped with a (rate-limited)
-// warning.
+// client's reader goroutine: anything unexpected, unsigned or wrongly signed (with
+// nats.signing) is dropped with a (rate-limited) warning.
 func (l *natsLink) onMsg(m *natsclient.Msg) {
-	sum, exp, origin, v1, rule, cutoff, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
+	origin, why := l.n.signer.checkHeader(m.Subject, m.Data, m.Header)
+	if why != 0 {
+		l.drops.dropSig(l.log, m.Subject, why)
+		return
+	}
+	sum, exp, v1, rule, cutoff, reason := decodeRevocation(m.Subject, m.Data, l.n.subject)
 	if reason != "" {
 		l.drops.drop(l.log, m.Subject, reason)
 		return
@@ -168,7 +179,8 @@ func (l *natsLink) onMsg(m *natsclient.Msg) {
 	atomic.AddInt64(&l.received, 1)
 	if rule != 0 {
 		now := time.Now().Unix()
-		l.cache.addRule(rule, sum, cutoff, capExpiry(exp, now, l.n.maxTTL), now)
+		cutoff, exp = l.n.capRule(cutoff, exp, now, now)
+		l.cache.addRule(rule, sum, cutoff, exp, now)
 		return
 	}
 	if v1 && !l.sawV1 {
@@ -198,12 +210,15 @@ func (l *natsLink) status() linkStatus {
 		Dropped:     l.drops.count(),
 		Published:   atomic.LoadInt64(&l.published),
 		PublishFail: atomic.LoadInt64(&l.publishFail),
+		Signed:      l.n.signer != nil,
 	}
+	st.Unsigned, st.BadSignature = l.drops.sigCounts()
 	if l.stream != nil {
 		st.StreamSeq = l.stream.lastSeq()
 		received, dropped := l.stream.counts()
 		st.Received = received
 		st.Dropped = dropped
+		st.Unsigned, st.BadSignature = l.stream.drops.sigCounts()
 		st.Snapshot = l.stream.snapshotStatus()
 	}
 	return st

@@ -168,7 +168,7 @@ func (m *Middleware) inspectCookies(raw string, now int64, in *inspection) {
 		in.refuse(http.StatusRequestHeaderFieldsTooLarge, "The Cookie header is longer than the gateway inspects")
 		return
 	}
-	located := strings.ToLower(cookieLocator.Replace(raw))
+	located := cookieLocator.locate(raw)
 	var pieces []string
 	for _, name := range m.places.cookies {
 		ks, ok := candidates(located, name)
@@ -197,9 +197,6 @@ func (m *Middleware) inspectCookies(raw string, now int64, in *inspection) {
 }
 
 var commaAsSemicolon = strings.NewReplacer(",", ";")
-
-// percentDecoder decodes %XX escapes only (decodeURIComponent leaves '+').
-var percentDecoder = strings.NewReplacer(escapePairs(plainByte)...)
 
 // checkCookieValue checks the spellings of a cookie value that backends read.
 func (m *Middleware) checkCookieValue(v string, now int64, in *inspection) {

@@ -109,6 +109,9 @@ type NATSConfig struct {
 	// instead of replaying the whole stream. 0 means the default (50000); -1 turns
 	// snapshots off (neither written nor read).
 	SnapshotEvery int `json:"snapshotEvery,omitempty"`
+	// Signing signs what this gateway publishes and verifies what it receives
+	// (signing.go, docs/bus-signing.md); nil: the bus is trusted.
+	Signing *SigningConfig `json:"signing,omitempty"`
 }
 
 // TLSConfig holds file paths for a TLS connection to NATS.
@@ -351,7 +354,7 @@ func reject(m *Middleware, rw http.ResponseWriter, in *inspection) {
 		writeRevoked(rw)
 		return
 	}
-	if in.status == http.StatusRequestEntityTooLarge {
+	if in.status == http.StatusRequestEntityTooLarge || in.status == http.StatusRequestURITooLong || in.status == http.StatusRequestHeaderFieldsTooLarge {
 		atomic.AddInt64(&m.metrics.rejectedTooLarge, 1)
 	} else {
 		atomic.AddInt64(&m.metrics.rejectedRefused, 1)

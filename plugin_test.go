@@ -164,6 +164,7 @@ func TestRevokeEndpointErrors(t *testing.T) {
 		{"empty token", func() *http.Request { return revokeReq("token=", good) }, 400, errInvalidRequest, [2]string{}},
 		{"malformed body", func() *http.Request { return revokeReq("token=%zz", good) }, 400, errInvalidRequest, [2]string{}},
 		{"repeated token", func() *http.Request { return revokeReq("token=a&token=b", good) }, 400, errInvalidRequest, [2]string{}},
+		{"thousands of parameters", func() *http.Request { return revokeReq("token=a"+strings.Repeat("&p", 5000), good) }, 400, errInvalidRequest, [2]string{}},
 		{"both auth methods", func() *http.Request {
 			return revokeReq("token=a&client_id=portal&client_secret=s3cret", good)
 		}, 400, errInvalidRequest, [2]string{}},

@@ -104,7 +104,7 @@ func refuseRevokedRefresh(m *Middleware, rw http.ResponseWriter, req *http.Reque
 		return true
 	}
 	if rc.status != 0 {
-		if rc.status == http.StatusRequestEntityTooLarge {
+		if rc.status == http.StatusRequestEntityTooLarge || rc.status == http.StatusRequestURITooLong {
 			atomic.AddInt64(&m.metrics.rejectedTooLarge, 1)
 		} else {
 			atomic.AddInt64(&m.metrics.rejectedRefused, 1)
@@ -126,6 +126,10 @@ func refreshPresented(m *Middleware, req *http.Request) bool {
 // req.Body with a buffered copy of the same bytes.
 func (m *Middleware) checkRefresh(req *http.Request, now int64) refreshCheck {
 	var rc refreshCheck
+	if len(req.URL.RawQuery) > int(m.settings.maxBodyCheck) {
+		rc.refuse(http.StatusRequestURITooLong, "The query string is longer than the gateway inspects")
+		return rc
+	}
 	if req.URL.RawQuery != "" {
 		m.refreshParams(req.URL.RawQuery, now, &rc)
 		if rc.done() {

@@ -101,8 +101,10 @@ func TestRefreshUnreadableRequestsAreRefused(t *testing.T) {
 		{tokenReq(http.MethodPost, testTokenPath, form+"; charset=utf-16le", "g\x00=\x00r\x00"), http.StatusBadRequest},
 		{tokenReq(http.MethodPost, testTokenPath, form+"; charset=", "grant_type=refresh_token"), http.StatusBadRequest},
 		{tokenReq(http.MethodPost, testTokenPath, form, "grant_type=refresh_token&refresh_token=rt-other&pad="+strings.Repeat("x", 4096)), http.StatusRequestEntityTooLarge},
-		{tokenReq(http.MethodPost, testTokenPath+"?grant_type=refresh_token&refresh_token="+strings.Repeat("a", maxTokenLength+1), "", ""), http.StatusBadRequest},
-		{tokenReq(http.MethodPost, testTokenPath+"?refresh_token=x"+strings.Repeat("&a", maxParams), "", ""), http.StatusBadRequest},
+		// Queries longer than maxBodyCheck (4 KiB here) are refused before they are read.
+		{tokenReq(http.MethodPost, testTokenPath+"?grant_type=refresh_token&refresh_token="+strings.Repeat("a", maxTokenLength+1), "", ""), http.StatusRequestURITooLong},
+		{tokenReq(http.MethodPost, testTokenPath+"?refresh_token=x"+strings.Repeat("&a", maxParams), "", ""), http.StatusRequestURITooLong},
+		{tokenReq(http.MethodPost, testTokenPath+"?refresh_token=x"+strings.Repeat("&refresh_token=y", maxCandidates), "", ""), http.StatusBadRequest},
 		// JSON that Go's parser refuses while it may name refresh_token (Python's json
 		// takes NaN), and JSON in UTF-16 (Python's json detects it).
 		{tokenReq(http.MethodPost, testTokenPath, "application/json", `{"refresh_token":"rt-revoked","n":NaN}`), http.StatusBadRequest},

@@ -1,6 +1,7 @@
 package tokenrevoke
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -171,10 +172,18 @@ func readForm(req *http.Request, limit int64) (url.Values, int, string) {
 	return parseForm(body)
 }
 
+// maxFormParams bounds the parameters of a revocation request body.
+const maxFormParams = 32
+
 // parseForm parses an application/x-www-form-urlencoded body and refuses a repeated
 // parameter (RFC 6749 §3.1; providers also differ on which value they would take). It
 // returns a non-zero status and a description when the body is unusable.
 func parseForm(body []byte) (url.Values, int, string) {
+	// A revocation names a handful of parameters: more are refused before the loop
+	// below (interpreted) could run over thousands.
+	if bytes.Count(body, []byte("&")) >= maxFormParams {
+		return nil, http.StatusBadRequest, "The request body has too many parameters"
+	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, http.StatusBadRequest, "The request body is not valid form encoding"
@@ -251,14 +260,18 @@ func (m *Middleware) clientSecretOK(id, secret string) bool {
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1 && known && id != "" && secret != ""
 }
 
-// basicHeader returns the credentials part of a Basic Authorization header, or "".
+// basicHeader returns the credentials part of a Basic Authorization header, or "" (also
+// for several Authorization headers, or one longer than any credentials could be).
 func basicHeader(req *http.Request) string {
-	for _, v := range req.Header["Authorization"] {
-		if len(v) > 6 && strings.EqualFold(v[:6], "basic ") {
-			if b := strings.TrimSpace(v[6:]); b != "" {
-				return b
-			}
-		}
+	vs := req.Header["Authorization"]
+	if len(vs) != 1 || len(vs[0]) > maxBasicHeader {
+		return ""
+	}
+	if v := vs[0]; len(v) > 6 && strings.EqualFold(v[:6], "basic ") {
+		return strings.TrimSpace(v[6:])
 	}
 	return ""
 }
+
+// maxBasicHeader bounds a Basic Authorization header read at the endpoints.
+const maxBasicHeader = 8 << 10

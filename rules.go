@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Session and subject rules (OpenID Connect Back-Channel Logout).
@@ -390,4 +391,26 @@ func readClaims(tok string) (ruleClaims, bool) {
 		}
 	}
 	return cl, true
+}
+
+// capRule bounds a rule received over NATS (or from a snapshot) at arrival, in unix
+// seconds (now for core NATS; a stream message's stored time, never later than now):
+// its cutoff to arrival + clockSkew, so that a far-future cutoff ends only the tokens
+// issued before it arrived (and a later genuine logout, with a later cutoff, still
+// moves it on); its expiry to cutoff + maxTokenLifetime + clockSkew, when no token the
+// rule denies is alive any more, and to now + maxTTL.
+func (n *natsSettings) capRule(cutoff, exp, arrival, now int64) (int64, int64) {
+	skew := int64(n.clockSkew / time.Second)
+	if arrival <= 0 || arrival > now {
+		arrival = now
+	}
+	if limit := arrival + skew; cutoff > limit {
+		cutoff = limit
+	}
+	if n.maxTokenLifetime > 0 {
+		if limit := cutoff + int64(n.maxTokenLifetime/time.Second) + skew; exp > limit {
+			exp = limit
+		}
+	}
+	return cutoff, capExpiry(exp, now, n.maxTTL)
 }

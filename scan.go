@@ -43,18 +43,45 @@ func escapePairs(decode func(b byte) string) []string {
 
 func plainByte(b byte) string { return string([]byte{b}) }
 
-// unescaper decodes a query or form component leniently, as Node's querystring and
-// Python's unquote_plus do: a Replacer scans left to right and never overlaps matches,
-// so "%%41" is "%A" and "%zz" stays, exactly as a byte-by-byte decoder would read them.
-var unescaper = strings.NewReplacer(append(escapePairs(plainByte), "+", " ")...)
+// plusAsSpace and percentDecoder decode a query or form component leniently, as Node's
+// querystring and Python's unquote_plus do, in two compiled passes: a byte table for
+// '+' (a Replacer of single bytes), then a Replacer holding every %XX escape, whose cost
+// grows with the number of '%' only (a Replacer of longer strings is much slower for
+// every byte that starts a match, and '+' would be every byte of "+++…"). A Replacer
+// scans left to right and never overlaps matches, so "%%41" is "%A" and "%zz" stays,
+// exactly as a byte-by-byte decoder reads them.
+var (
+	plusAsSpace    = strings.NewReplacer("+", " ")
+	percentDecoder = strings.NewReplacer(escapePairs(plainByte)...)
+)
 
 // lenientUnescape decodes a query or form component: '+' is a space, %XX is a byte, and
 // a malformed escape is kept as it is.
 func lenientUnescape(s string) string {
-	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+	if strings.IndexByte(s, '+') >= 0 {
+		s = plusAsSpace.Replace(s)
+	}
+	if strings.IndexByte(s, '%') < 0 {
 		return s
 	}
-	return unescaper.Replace(s)
+	return percentDecoder.Replace(s)
+}
+
+// asciiLower lower-cases ASCII letters with a byte table. strings.ToLower maps
+// non-ASCII text rune by rune (slowly, for a string of a million 'é'); the only
+// characters it lowers to an ASCII letter are KELVIN SIGN (to 'k') and U+0130 (to "i̇",
+// which no name looked for holds), so lowerForSearch adds the first.
+var asciiLower = strings.NewReplacer("A", "a", "B", "b", "C", "c", "D", "d", "E", "e", "F", "f", "G", "g",
+	"H", "h", "I", "i", "J", "j", "K", "k", "L", "l", "M", "m", "N", "n", "O", "o", "P", "p", "Q", "q",
+	"R", "r", "S", "s", "T", "t", "U", "u", "V", "v", "W", "w", "X", "x", "Y", "y", "Z", "z")
+
+// lowerForSearch lower-cases s as strings.ToLower would for finding an ASCII name in it.
+func lowerForSearch(s string) string {
+	s = asciiLower.Replace(s)
+	if strings.Contains(s, "\u212a") {
+		s = strings.ReplaceAll(s, "\u212a", "k")
+	}
+	return s
 }
 
 // anySpaceCutset holds every character isAnySpace accepts. strings.Trim with it trims
@@ -62,8 +89,14 @@ func lenientUnescape(s string) string {
 // which the cutset holds, just as isAnySpace accepts it (TestAnySpaceCutset).
 const anySpaceCutset = controlBytes + " \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufffd"
 
-// trimAnySpace is strings.TrimFunc(s, isAnySpace) without a callback per character.
-func trimAnySpace(s string) string { return strings.Trim(s, anySpaceCutset) }
+// asciiSpaceCutset is the ASCII part of anySpaceCutset: Trim with it takes a byte table.
+const asciiSpaceCutset = controlBytes + " "
+
+// trimAnySpace is strings.TrimFunc(s, isAnySpace) without a callback per character:
+// ASCII first (a byte table), then whatever non-ASCII space remains at either end.
+func trimAnySpace(s string) string {
+	return strings.Trim(strings.Trim(s, asciiSpaceCutset), anySpaceCutset)
+}
 
 // spaceSpeller turns every non-ASCII isAnySpace character (and every control byte)
 // into ' ', so that strings.Fields splits where strings.FieldsFunc(s, isAnySpace) does.
@@ -77,31 +110,51 @@ var spaceSpeller = func() *strings.Replacer {
 	return strings.NewReplacer(pairs...)
 }()
 
-// Locators: a Replacer that decodes every %XX escape and '+', folds what a backend's
-// name matching folds ('.', ' ', '+' and '[' read as '_', as PHP reads them in names; a
-// backslash dropped, as a quoted-string escape is), and turns the separators into NUL (a NUL in
-// the input, raw or escaped, becomes 0x01, so a NUL is only ever a separator). After
-// strings.ToLower, every parameter whose name a backend may read as access_token holds
-// "access_token" in its stretch of the located string, and the number of NULs before
-// that stretch is its index among the input's pieces.
-func locatorFor(seps string, nulIsSeparator bool) *strings.Replacer {
-	pairs := escapePairs(func(b byte) string {
-		switch b {
-		case 0:
-			return "\x01"
-		case '.', ' ', '[':
-			return "_"
-		}
-		return plainByte(b)
-	})
-	pairs = append(pairs, "+", "_", ".", "_", " ", "_", "[", "_", "\\", "")
+// Locators: two compiled passes that fold what a backend's name matching folds ('.',
+// ' ', '+' and '[' read as '_', as PHP reads them in names; a backslash dropped, as a
+// quoted-string escape is), turn the separators into NUL (a NUL in the input, raw or
+// escaped, becomes 0x01, so a NUL is only ever a separator), and decode every %XX
+// escape (the decoded '.', ' ' and '[' folded too, '\' dropped). The first pass maps
+// single bytes (a byte table); the second, only for input holding '%', decodes the
+// escapes. After lowerForSearch, every parameter whose name a backend may read as
+// access_token holds "access_token" in its stretch of the located string, and the
+// number of NULs before that stretch is its index among the input's pieces.
+type locator struct {
+	bytes   *strings.Replacer
+	escapes *strings.Replacer
+}
+
+func locatorFor(seps string, nulIsSeparator bool) locator {
+	pairs := []string{"+", "_", ".", "_", " ", "_", "[", "_", "\\", ""}
 	if !nulIsSeparator {
 		pairs = append(pairs, "\x00", "\x01")
 	}
 	for i := 0; i < len(seps); i++ {
 		pairs = append(pairs, seps[i:i+1], "\x00")
 	}
-	return strings.NewReplacer(pairs...)
+	return locator{
+		bytes: strings.NewReplacer(pairs...),
+		escapes: strings.NewReplacer(escapePairs(func(b byte) string {
+			switch b {
+			case 0:
+				return "\x01"
+			case '.', ' ', '[':
+				return "_"
+			case '\\':
+				return ""
+			}
+			return plainByte(b)
+		})...),
+	}
+}
+
+// locate returns raw as the locator spells it, lower-cased for the search.
+func (l locator) locate(raw string) string {
+	s := l.bytes.Replace(raw)
+	if strings.IndexByte(s, '%') >= 0 {
+		s = l.escapes.Replace(s)
+	}
+	return lowerForSearch(s)
 }
 
 var (

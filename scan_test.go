@@ -2,6 +2,7 @@ package tokenrevoke
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"math/rand"
 	"mime"
@@ -246,6 +247,62 @@ func TestStrictParts(t *testing.T) {
 		_, why := strictParts(body, "B")
 		if (why != "") != refused {
 			t.Errorf("%q: refusal %q, want refused %v", body, why, refused)
+		}
+	}
+}
+
+// TestJSONMembersFindWhatParsersRead holds jsonMembers to the readers it stands for:
+// the last member named exactly access_token (a map, as Node and Python keep it) and
+// the member Go's encoding/json puts into a struct field.
+func TestJSONMembersFindWhatParsersRead(t *testing.T) {
+	r := rand.New(rand.NewSource(5))
+	keys := []string{`"access_token"`, `"Access_Token"`, `"\u0061ccess_token"`, `"acce\u017fs_token"`, `"ACCESS_TOKEN"`,
+		`"access\u005Ftoken"`, `"x"`, `"access_tokens"`, `"refresh_token"`, `"a"`}
+	values := []string{`"v1"`, `"v2"`, `"\u0065yJ"`, `1`, `null`, `["l1","l2"]`, `{"access_token":"nested"}`, `"access_token"`}
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		b.WriteString("{")
+		n := 1 + r.Intn(5)
+		for j := 0; j < n; j++ {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(keys[r.Intn(len(keys))] + ":" + values[r.Intn(len(values))])
+		}
+		b.WriteString("}")
+		body := []byte(b.String())
+		got, refuse := jsonMembers(body, "access_token")
+		if refuse != "" {
+			t.Fatalf("%s refused: %s", body, refuse)
+		}
+		have := map[string]bool{}
+		for _, v := range got {
+			have[v] = true
+		}
+		var want []string
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			V json.RawMessage `json:"access_token"`
+		}
+		if err := json.Unmarshal(body, &f); err != nil {
+			t.Fatal(err)
+		}
+		for _, raw := range []json.RawMessage{m["access_token"], f.V} {
+			var s string
+			var list []string
+			if json.Unmarshal(raw, &s) == nil {
+				want = append(want, s)
+			} else if json.Unmarshal(raw, &list) == nil {
+				want = append(want, list...)
+			}
+		}
+		for _, w := range want {
+			if !have[w] {
+				t.Fatalf("jsonMembers(%s) = %q, misses %q", body, got, w)
+			}
 		}
 	}
 }

@@ -3,10 +3,12 @@ package tokenrevoke
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,10 @@ import (
 //   - The stream follower (stream.go) drives the snapshotter below: it asks it to load
 //     the newest snapshot before its first replay, and, while synced, whether a
 //     snapshot is due and to write one.
+//   - The manifest lists the SHA-256 of every chunk (chunkSha256, ruleChunkSha256) and,
+//     with nats.signing, carries the Tokenrevoke-Sig header (signing.go). A loader with
+//     keys uses only a manifest a configured key signed, with digests, and checks every
+//     chunk against its digest; digests present are checked in any case.
 //   - The stream stays the source of truth: any problem with a snapshot (missing chunk,
 //     bad data, other stream) makes the loader replay the whole stream instead.
 
@@ -75,11 +81,16 @@ type snapshotManifest struct {
 	// WithRules is set by writers that include session and subject rules: RuleChunks
 	// (possibly none) hold RuleSlots rules. A manifest without it (an older writer, or
 	// the tokenrevoke command) is used only if the stream holds no rule up to Seq.
-	WithRules  bool      `json:"withRules,omitempty"`
-	RuleSlots  int       `json:"ruleSlots,omitempty"`
-	RuleChunks []uint64  `json:"ruleChunks,omitempty"`
-	Writer     string    `json:"writer"`
-	WrittenAt  time.Time `json:"writtenAt"`
+	WithRules  bool     `json:"withRules,omitempty"`
+	RuleSlots  int      `json:"ruleSlots,omitempty"`
+	RuleChunks []uint64 `json:"ruleChunks,omitempty"`
+	// ChunkSha256 and RuleChunkSha256 are the hex SHA-256 of each chunk message's body,
+	// in the order of Chunks and RuleChunks: the manifest's signature (nats.signing)
+	// covers them, and so the chunks. A loader with keys refuses a manifest without.
+	ChunkSha256     []string  `json:"chunkSha256,omitempty"`
+	RuleChunkSha256 []string  `json:"ruleChunkSha256,omitempty"`
+	Writer          string    `json:"writer"`
+	WrittenAt       time.Time `json:"writtenAt"`
 }
 
 // snapshotStatus is the snapshot part of the status document.
@@ -119,6 +130,12 @@ type snapshotter struct {
 	n     *natsSettings
 	cache *tokenCache
 	log   *logger
+
+	// loadOrigin and loadVerified: the cache origin the loaded manifest's signature
+	// proves, and whether a configured key signed it (set by load before the chunks are
+	// fetched, read by its fetchers).
+	loadOrigin   string
+	loadVerified bool
 
 	mu       sync.Mutex
 	knownSeq uint64         // sequence of the newest snapshot known to exist
@@ -177,6 +194,11 @@ func (s *snapshotter) load(info *natsclient.StreamInfo) uint64 {
 		s.fail("nats: cannot read the snapshot manifest (" + err.Error() + "); replaying the whole stream")
 		return 0
 	}
+	origin, why := n.signer.checkHeader(n.manifestSubject(), m.Data, m.Header)
+	if why != 0 {
+		s.fail("nats: snapshot manifest not used (" + sigDropReason(why) + "); replaying the whole stream")
+		return 0
+	}
 	var man snapshotManifest
 	if err := json.Unmarshal(m.Data, &man); err != nil {
 		s.fail("nats: snapshot manifest is not valid JSON; replaying the whole stream")
@@ -186,6 +208,11 @@ func (s *snapshotter) load(info *natsclient.StreamInfo) uint64 {
 		s.fail("nats: snapshot " + man.ID + " not used (" + problem + "); replaying the whole stream")
 		return 0
 	}
+	// The chunks' origin names are the writer's accounting; a verified writer's own
+	// revocations (its clients) count as its key's, as they would when replayed, and an
+	// unverified snapshot's entries are all of origin "@unsigned".
+	s.loadOrigin = origin
+	s.loadVerified = n.signer != nil && origin != originUnsigned
 	// Chunks are fetched and decoded by a few goroutines at once (the round trips
 	// overlap, and decoding runs compiled on the other core) while this goroutine adds
 	// them to the cache in order.
@@ -268,13 +295,23 @@ func (s *snapshotter) fetchChunks(man *snapshotManifest, chunks []snapshotChunk,
 			c.problem = "chunk " + strconv.Itoa(i) + " unreadable (" + err.Error() + ")"
 		} else if cm.Subject != n.chunkSubject(man.ID, i) {
 			c.problem = "chunk " + strconv.Itoa(i) + " has subject " + strconv.Quote(cm.Subject)
+		} else if len(man.ChunkSha256) > 0 && !digestMatches(cm.Data, man.ChunkSha256[i]) {
+			c.problem = "chunk " + strconv.Itoa(i) + " does not match its digest in the manifest"
 		} else {
 			keys, exps, origins, names, ok := decodeSnapshotChunk(cm.Data)
 			if ok {
 				c.keys = keys
 				c.exps = exps
 				c.origins = origins
-				c.names = names
+				c.names = s.chunkOrigins(names)
+				if origins == nil && !s.loadVerified {
+					// A version-1 chunk (no origins): origin "" would be the local one.
+					c.origins = make([]uint16, len(keys))
+					c.names = []string{originUnsigned}
+				} else if origins == nil {
+					c.origins = make([]uint16, len(keys))
+					c.names = []string{s.loadOrigin}
+				}
 			} else {
 				c.problem = "chunk " + strconv.Itoa(i) + " is malformed"
 			}
@@ -320,17 +357,20 @@ func (s *snapshotter) loadRules(man *snapshotManifest) string {
 		if cm.Subject != n.chunkSubject(man.ID, len(man.Chunks)+i) {
 			return "rule chunk " + strconv.Itoa(i) + " has subject " + strconv.Quote(cm.Subject)
 		}
+		if len(man.RuleChunkSha256) > 0 && !digestMatches(cm.Data, man.RuleChunkSha256[i]) {
+			return "rule chunk " + strconv.Itoa(i) + " does not match its digest in the manifest"
+		}
 		keys, kinds, cutoffs, exps, ok := decodeRuleChunk(cm.Data)
 		if !ok {
 			return "rule chunk " + strconv.Itoa(i) + " is malformed"
 		}
 		for j := range keys {
-			exp := exps[j]
-			if exp > limit {
-				exp = limit
-			}
 			if cutoffs[j] > 0 && cutoffs[j] <= exps[j] && (kinds[j] == ruleSID || kinds[j] == ruleSub) {
-				s.cache.addRule(kinds[j], keys[j], cutoffs[j], exp, now)
+				cutoff, exp := n.capRule(cutoffs[j], exps[j], now, now)
+				if exp > limit {
+					exp = limit
+				}
+				s.cache.addRule(kinds[j], keys[j], cutoff, exp, now)
 			}
 		}
 		total += len(keys)
@@ -395,7 +435,48 @@ func manifestProblem(man *snapshotManifest, n *natsSettings, info *natsclient.St
 	if len(man.ID) != 16 || len(man.Chunks)+len(man.RuleChunks) == 0 || man.Slots < 0 || man.Slots > len(man.Chunks)*snapshotChunkSlots {
 		return "malformed manifest"
 	}
+	if n.signer != nil && (len(man.ChunkSha256) == 0 && len(man.Chunks) > 0 || len(man.RuleChunkSha256) == 0 && len(man.RuleChunks) > 0) {
+		return "it has no chunk digests (chunkSha256, ruleChunkSha256), required with nats.signing"
+	}
+	if len(man.ChunkSha256) > 0 && len(man.ChunkSha256) != len(man.Chunks) || len(man.RuleChunkSha256) > 0 && len(man.RuleChunkSha256) != len(man.RuleChunks) {
+		return "its chunk digests do not match its chunks"
+	}
 	return ""
+}
+
+// digestMatches reports whether data's SHA-256 is want (hex).
+func digestMatches(data []byte, want string) bool {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]) == strings.ToLower(want)
+}
+
+// chunkDigest is the hex SHA-256 of a chunk body, as the manifest lists it.
+func chunkDigest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// chunkOrigins maps a chunk's origin names (the writer's accounting) to this gateway's:
+// with a manifest a configured key signed, names of received entries ("@...") are kept
+// and the writer's own revocations (client ids) become the signing key's origin; an
+// unverified snapshot's entries are all "@unsigned" (a forged chunk must not claim a
+// local client's origin).
+func (s *snapshotter) chunkOrigins(names []string) []string {
+	if names == nil {
+		return nil
+	}
+	out := make([]string, len(names))
+	for i, name := range names {
+		switch {
+		case !s.loadVerified:
+			out[i] = originUnsigned
+		case strings.HasPrefix(name, "@"):
+			out[i] = name
+		default:
+			out[i] = s.loadOrigin
+		}
+	}
+	return out
 }
 
 // encodeSnapshotChunk lays out one chunk (version 2: with origins); binary.Write runs
@@ -502,6 +583,10 @@ func (s *snapshotter) due(applied uint64, created time.Time) bool {
 		return err == natsclient.ErrMsgNotFound
 	}
 	var man snapshotManifest
+	if _, why := s.n.signer.checkHeader(s.n.manifestSubject(), m.Data, m.Header); why != 0 {
+		// A manifest this gateway would not load (with nats.signing): replace it.
+		return true
+	}
 	if json.Unmarshal(m.Data, &man) != nil || man.Stream != s.n.stream || !man.StreamCreated.Equal(created) {
 		return true
 	}
@@ -523,6 +608,7 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 	id := randomSnapshotID()
 	chunkTTL := natsclient.FormatTTL(n.defaultTTL + time.Minute)
 	var chunks []uint64
+	var digests []string
 	slots := 0
 	for from := 0; ; from += snapshotChunkSlots {
 		keys, exps, origins, names := s.cache.copySlots(from, snapshotChunkSlots)
@@ -531,17 +617,20 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 		}
 		hdr := natsclient.Header{}
 		hdr.Set(natsclient.HeaderMsgTTL, chunkTTL)
-		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)), hdr, encodeSnapshotChunk(keys, exps, origins, names), publishTimeout)
+		data := encodeSnapshotChunk(keys, exps, origins, names)
+		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)), hdr, data, publishTimeout)
 		if err != nil {
 			s.fail("nats: writing a snapshot failed (" + err.Error() + ")")
 			return
 		}
 		chunks = append(chunks, ack.Seq)
+		digests = append(digests, chunkDigest(data))
 		slots += len(keys)
 	}
 	// Rules follow the token chunks, numbered after them.
 	rkeys, rkinds, rcutoffs, rexps := s.cache.copyRules(time.Now().Unix())
 	var ruleChunks []uint64
+	var ruleDigests []string
 	for from := 0; from < len(rkeys); from += ruleChunkSlots {
 		to := from + ruleChunkSlots
 		if to > len(rkeys) {
@@ -549,13 +638,14 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 		}
 		hdr := natsclient.Header{}
 		hdr.Set(natsclient.HeaderMsgTTL, chunkTTL)
-		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)+len(ruleChunks)), hdr,
-			encodeRuleChunk(rkeys[from:to], rkinds[from:to], rcutoffs[from:to], rexps[from:to]), publishTimeout)
+		data := encodeRuleChunk(rkeys[from:to], rkinds[from:to], rcutoffs[from:to], rexps[from:to])
+		ack, err := s.conn.PublishJS(n.chunkSubject(id, len(chunks)+len(ruleChunks)), hdr, data, publishTimeout)
 		if err != nil {
 			s.fail("nats: writing a snapshot failed (" + err.Error() + ")")
 			return
 		}
 		ruleChunks = append(ruleChunks, ack.Seq)
+		ruleDigests = append(ruleDigests, chunkDigest(data))
 	}
 	if len(chunks) == 0 && len(ruleChunks) == 0 {
 		return
@@ -569,10 +659,12 @@ func (s *snapshotter) write(seq uint64, created time.Time) {
 	body, _ := json.Marshal(snapshotManifest{
 		V: 1, ID: id, Stream: n.stream, StreamCreated: created, Seq: seq, Slots: slots,
 		Chunks: chunks, WithRules: true, RuleSlots: len(rkeys), RuleChunks: ruleChunks,
+		ChunkSha256: digests, RuleChunkSha256: ruleDigests,
 		Writer: n.name, WrittenAt: time.Now().UTC(),
 	})
 	hdr := natsclient.Header{}
 	hdr.Set(natsclient.HeaderMsgTTL, natsclient.FormatTTL(n.defaultTTL))
+	n.signer.addTo(hdr, n.manifestSubject(), body)
 	if _, err := s.conn.PublishJS(n.manifestSubject(), hdr, body, publishTimeout); err != nil {
 		s.fail("nats: writing a snapshot manifest failed (" + err.Error() + ")")
 		return

@@ -138,10 +138,12 @@ func (f *streamFollower) setUp() bool {
 		// heartbeats; keep that window short, since the gateway believes it is synced.
 		IdleHeartbeat: consumerHeartbeat,
 		OnMsg:         f.onStreamMsg, // a method value: no extra interpreted call per message
-		Minimal:       true,          // only Subject, Data and Pending are read
-		OnSynced:      f.onSynced,
-		OnStalled:     f.onStalled,
-		Logf:          f.nlog.clientLog,
+		// Only Subject, RawHeader (the signature), Data, Pending and, for a rule, its
+		// StoredTime (capRule) are read: headers and times stay undecoded.
+		Minimal:   true,
+		OnSynced:  f.onSynced,
+		OnStalled: f.onStalled,
+		Logf:      f.nlog.clientLog,
 	})
 	if err != nil {
 		f.fail("nats.stream: cannot read stream " + f.n.stream + ": " + err.Error())
@@ -268,6 +270,7 @@ func (f *streamFollower) publish(subject string, body []byte, exp int64) error {
 	}
 	hdr := natsclient.Header{}
 	hdr.Set("Nats-TTL", natsclient.FormatTTL(time.Until(time.Unix(exp, 0))))
+	f.n.signer.addTo(hdr, subject, body)
 	ack, err := f.conn.PublishJS(subject, hdr, body, publishTimeout)
 	if err != nil {
 		return err
@@ -281,17 +284,28 @@ func (f *streamFollower) publish(subject string, body []byte, exp int64) error {
 // onStreamMsg runs on the consumer's delivery goroutine, in stream order. m is only
 // valid during the call; nothing of it is kept but copies.
 func (f *streamFollower) onStreamMsg(m *natsclient.JSMsg) {
-	sum, exp, origin, v1, rule, cutoff, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
+	origin, why := f.n.signer.checkRaw(m.Subject, m.Data, m.RawHeader)
+	if why != 0 {
+		f.drops.dropSig(f.log, m.Subject, why)
+		if m.Pending < replayBatch || len(f.keys) >= replayBatch {
+			f.flush()
+		}
+		return
+	}
+	sum, exp, v1, rule, cutoff, reason := decodeRevocation(m.Subject, m.Data, f.n.subject)
 	if reason != "" {
 		f.drops.drop(f.log, m.Subject, reason)
 	} else if rule != 0 {
 		// Rules are few: applied at once (order does not matter: the later cutoff wins).
 		atomic.AddInt64(&f.received, 1)
 		now := time.Now().Unix()
-		if held, latest := f.cache.addRule(rule, sum, cutoff, capExpiry(exp, now, f.n.maxTTL), now); held && latest > cutoff {
+		cutoff, exp = f.n.capRule(cutoff, exp, m.StoredTime().Unix(), now)
+		if held, latest := f.cache.addRule(rule, sum, cutoff, exp, now); held && latest > cutoff {
 			// The stream keeps one message per rule key, and this one, arriving after a
 			// later cutoff, replaced it there: a gateway that joins from the stream
-			// alone would hold the earlier cutoff. Publish the later one again.
+			// alone would hold the earlier cutoff. Publish the later one again (the
+			// held cutoff, itself capped when it arrived: a forged far-future cutoff is
+			// never published again as it came).
 			go f.republishRule(rule, sum)
 		}
 		f.batchSeq = m.StreamSeq

@@ -75,17 +75,16 @@ type wireIn struct {
 	Key    string `json:"key"`
 	Cutoff int64  `json:"cutoff"`
 	Exp    int64  `json:"exp"`
-	Origin string `json:"origin"`
-	Client string `json:"client"`
 }
 
 // decodeRevocation validates a wire message; reason is non-empty when it is unusable.
-// origin is the entry's origin in the cache: the client that revoked it, or "@" and
-// the publisher's name. v1 reports a version-1 message (keyed by the exact token). rule
+// The body's origin and client fields are not read: a received entry's cache origin is
+// what its signature proves (busSigner.check). v1 reports a version-1 message (keyed by
+// the exact token). rule
 // is ruleSID or ruleSub for a session or subject rule (with its cutoff), 0 otherwise.
 // It runs once per message of a replay (a million times for a large stream), so it
 // sticks to a few compiled calls.
-func decodeRevocation(subject string, data []byte, prefix string) ([32]byte, int64, string, bool, uint8, int64, string) {
+func decodeRevocation(subject string, data []byte, prefix string) ([32]byte, int64, bool, uint8, int64, string) {
 	// No named results: under yaegi v0.16.1 a named result that a call leaves unset keeps
 	// the value an earlier call gave it, so a token message after a rule message came
 	// out as a rule (TestDecodeKeepsNoStateBetweenMessages). Every value is set here.
@@ -95,7 +94,7 @@ func decodeRevocation(subject string, data []byte, prefix string) ([32]byte, int
 	cutoff := int64(0)
 	var w wireIn
 	if json.Unmarshal(data, &w) != nil {
-		return sum, 0, "", false, 0, 0, "body is not a JSON object of the expected shape"
+		return sum, 0, false, 0, 0, "body is not a JSON object of the expected shape"
 	}
 	key := w.Key
 	keyAt := len(prefix) + 1 // where the key starts in the subject
@@ -113,53 +112,65 @@ func decodeRevocation(subject string, data []byte, prefix string) ([32]byte, int
 			}
 			keyAt += 4
 			if len(subject) < keyAt || subject[len(prefix)+1:keyAt] != w.Kind+"." {
-				return sum, 0, "", false, 0, 0, "subject does not match the message's kind"
+				return sum, 0, false, 0, 0, "subject does not match the message's kind"
 			}
 			if w.Cutoff <= 0 || w.Cutoff > w.Exp {
-				return sum, 0, "", false, 0, 0, "cutoff is missing or later than exp"
+				return sum, 0, false, 0, 0, "cutoff is missing or later than exp"
 			}
 			cutoff = w.Cutoff
 		default:
-			return sum, 0, "", false, 0, 0, "unknown kind"
+			return sum, 0, false, 0, 0, "unknown kind"
 		}
 	default:
-		return sum, 0, "", false, 0, 0, "unsupported version"
+		return sum, 0, false, 0, 0, "unsupported version"
 	}
 	if len(key) != 64 {
-		return sum, 0, "", false, 0, 0, "key is not 64 hex characters"
+		return sum, 0, false, 0, 0, "key is not 64 hex characters"
 	}
 	if _, err := hex.Decode(sum[:], []byte(key)); err != nil {
-		return sum, 0, "", false, 0, 0, "key is not 64 hex characters"
+		return sum, 0, false, 0, 0, "key is not 64 hex characters"
 	}
 	if len(subject) != keyAt+64 || subject[keyAt:] != key && !strings.EqualFold(subject[keyAt:], key) {
-		return sum, 0, "", false, 0, 0, "subject does not end with the message's key"
+		return sum, 0, false, 0, 0, "subject does not end with the message's key"
 	}
 	if w.Exp <= 0 || w.Exp > maxExpiry {
-		return sum, 0, "", false, 0, 0, "exp is missing or out of range"
+		return sum, 0, false, 0, 0, "exp is missing or out of range"
 	}
-	origin := w.Client
-	if origin == "" {
-		origin = "@" + w.Origin
-	}
-	return sum, w.Exp, origin, v1, rule, cutoff, ""
+	return sum, w.Exp, v1, rule, cutoff, ""
 }
 
-// dropWarnEvery rate-limits warnings about dropped (malformed) messages.
+// dropWarnEvery rate-limits warnings about dropped messages.
 const dropWarnEvery = 10 * time.Second
 
-// wireDrops counts the messages dropped because decodeRevocation refused them, and
-// warns about them at most once every dropWarnEvery, with the number dropped since the
-// last warning.
+// wireDrops counts the messages dropped because decodeRevocation refused them
+// (malformed) or their signature was missing or wrong (busSigner.check), and warns about
+// them at most once every dropWarnEvery, with the number dropped since the last warning.
 type wireDrops struct {
-	dropped int64 // atomic
+	dropped  int64 // atomic: all reasons
+	unsigned int64 // atomic
+	badSig   int64 // atomic
 
 	mu         sync.Mutex
 	lastWarnAt time.Time
 	unreported int64
 }
 
-// drop counts one dropped message and logs it unless a warning went out recently.
+// drop counts one malformed message and logs it unless a warning went out recently.
 func (d *wireDrops) drop(log *logger, subject, reason string) {
+	d.dropAs(log, subject, 0, reason)
+}
+
+// dropSig counts one message refused for its signature (why: sigUnsigned or sigBad).
+func (d *wireDrops) dropSig(log *logger, subject string, why uint8) {
+	if why == sigUnsigned {
+		atomic.AddInt64(&d.unsigned, 1)
+	} else {
+		atomic.AddInt64(&d.badSig, 1)
+	}
+	d.dropAs(log, subject, why, sigDropReason(why))
+}
+
+func (d *wireDrops) dropAs(log *logger, subject string, why uint8, reason string) {
 	atomic.AddInt64(&d.dropped, 1)
 	d.mu.Lock()
 	d.unreported++
@@ -175,8 +186,17 @@ func (d *wireDrops) drop(log *logger, subject, reason string) {
 	if len(subject) > 100 {
 		subject = subject[:100] + "..."
 	}
-	log.warnf("nats: dropped %d malformed revocation message(s); latest on %q: %s", n, subject, reason)
+	what := "malformed"
+	if why != 0 {
+		what = "unsigned or wrongly signed"
+	}
+	log.warnf("nats: dropped %d revocation message(s) since the last warning; latest on %q (%s): %s", n, subject, what, reason)
 }
 
-// count returns the number of messages dropped so far.
+// count returns the number of messages dropped so far (all reasons).
 func (d *wireDrops) count() int64 { return atomic.LoadInt64(&d.dropped) }
+
+// sigCounts returns the messages dropped as unsigned and as wrongly signed.
+func (d *wireDrops) sigCounts() (int64, int64) {
+	return atomic.LoadInt64(&d.unsigned), atomic.LoadInt64(&d.badSig)
+}

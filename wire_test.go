@@ -23,24 +23,18 @@ func TestWireRoundTrip(t *testing.T) {
 	if strings.Contains(string(body), "eyJh") {
 		t.Fatal("the raw token is in the message")
 	}
-	sum, exp, origin, v1, rule, _, reason := decodeRevocation(subject, body, "tokens.revoked")
-	if reason != "" || sum != r.sum || exp != r.exp || origin != "portal" || v1 || rule != 0 {
-		t.Fatalf("decode: %x %d %q %v %q", sum, exp, origin, v1, reason)
-	}
-	// Without a client, the origin is the publisher.
-	r.client = ""
-	body, subject = encodeRevocation(r, n)
-	if _, _, origin, _, _, _, _ := decodeRevocation(subject, body, "tokens.revoked"); origin != "@gw-a" {
-		t.Fatalf("origin without a client = %q", origin)
+	sum, exp, v1, rule, _, reason := decodeRevocation(subject, body, "tokens.revoked")
+	if reason != "" || sum != r.sum || exp != r.exp || v1 || rule != 0 {
+		t.Fatalf("decode: %x %d %v %q", sum, exp, v1, reason)
 	}
 }
 
 func TestWireVersion1StillAccepted(t *testing.T) {
 	h := sha256Hex("tok")
 	body := `{"v":1,"sha256":"` + h + `","hint":"access_token","exp":1900000000,"revokedAt":"2027-01-15T08:00:00Z","origin":"idp"}`
-	sum, exp, origin, v1, _, _, reason := decodeRevocation("tokens.revoked."+h, []byte(body), "tokens.revoked")
-	if reason != "" || sum != hashToken("tok") || exp != 1900000000 || origin != "@idp" || !v1 {
-		t.Fatalf("decode: %x %d %q %v %q", sum, exp, origin, v1, reason)
+	sum, exp, v1, _, _, reason := decodeRevocation("tokens.revoked."+h, []byte(body), "tokens.revoked")
+	if reason != "" || sum != hashToken("tok") || exp != 1900000000 || !v1 {
+		t.Fatalf("decode: %x %d %v %q", sum, exp, v1, reason)
 	}
 }
 
@@ -74,14 +68,14 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, _, _, _, _, reason := decodeRevocation(tc.subject, []byte(tc.body), "tokens.revoked"); reason == "" {
+			if _, _, _, _, _, reason := decodeRevocation(tc.subject, []byte(tc.body), "tokens.revoked"); reason == "" {
 				t.Fatal("accepted")
 			}
 		})
 	}
 	// Upper-case hex is the same digest.
 	up := strings.ToUpper(h)
-	if _, _, _, _, _, _, reason := decodeRevocation("tokens.revoked."+up, []byte(`{"v":1,"sha256":"`+up+`","exp":1900000000}`), "tokens.revoked"); reason != "" {
+	if _, _, _, _, _, reason := decodeRevocation("tokens.revoked."+up, []byte(`{"v":1,"sha256":"`+up+`","exp":1900000000}`), "tokens.revoked"); reason != "" {
 		t.Fatalf("upper-case hex refused: %s", reason)
 	}
 }
@@ -103,13 +97,13 @@ func TestWireRules(t *testing.T) {
 		if string(body) != want {
 			t.Fatalf("body = %s\nwant   %s", body, want)
 		}
-		sum, exp, origin, v1, rule, cutoff, reason := decodeRevocation(subject, body, "tokens.revoked")
+		sum, exp, v1, rule, cutoff, reason := decodeRevocation(subject, body, "tokens.revoked")
 		wantRule := ruleSID
 		if kind == kindSub {
 			wantRule = ruleSub
 		}
-		if reason != "" || sum != key || exp != 1800086400 || cutoff != 1800000000 || rule != wantRule || v1 || origin != "@gw-a" {
-			t.Fatalf("%s: decode: %x %d %d %d %q %q", kind, sum, exp, cutoff, rule, origin, reason)
+		if reason != "" || sum != key || exp != 1800086400 || cutoff != 1800000000 || rule != wantRule || v1 {
+			t.Fatalf("%s: decode: %x %d %d %d %q", kind, sum, exp, cutoff, rule, reason)
 		}
 	}
 }
@@ -134,7 +128,7 @@ func TestDecodeKeepsNoStateBetweenMessages(t *testing.T) {
 		{"tokens.revoked." + th, `{"v":2,"kind":"jws","key":"` + th + `","exp":1900000000}`, 0, false},
 	}
 	for i, m := range msgs {
-		_, _, _, v1, rule, cutoff, reason := decodeRevocation(m.subject, []byte(m.body), "tokens.revoked")
+		_, _, v1, rule, cutoff, reason := decodeRevocation(m.subject, []byte(m.body), "tokens.revoked")
 		if reason != "" || rule != m.rule || v1 != m.v1 || (rule == 0) != (cutoff == 0) {
 			t.Fatalf("message %d: rule %d cutoff %d v1 %v reason %q", i, rule, cutoff, v1, reason)
 		}

@@ -1326,3 +1326,62 @@ func TestOrderedPanicAndHeaders(t *testing.T) {
 		t.Fatalf("Nats-Msg-Id values: %d, %q", len(ids), ids)
 	}
 }
+
+// TestOrderedMinimalRawHeaderAndTime: with Minimal, Header stays nil and Time zero, but
+// RawHeader holds the header block as stored (empty for a message without headers), and
+// StoredTime decodes the stored time.
+func TestOrderedMinimalRawHeaderAndTime(t *testing.T) {
+	srv := startJSServer(t)
+	lc := &logCapture{}
+	c := connectAndWait(t, fastOpts(lc, srv.url()), lc)
+	var cfg StreamConfig
+	cfg.Name = "RAW"
+	cfg.Subjects = []string{"raw.>"}
+	mustAddStream(t, c, cfg)
+	before := time.Now().Add(-time.Minute)
+	for i := 1; i <= 20; i++ {
+		var hdr Header
+		if i%2 == 1 {
+			hdr = Header{}
+			hdr.Set("Tokenrevoke-Sig", "v1;hs256;k;sig-"+strconv.Itoa(i))
+		}
+		if _, err := c.PublishJS("raw.x", hdr, []byte(strconv.Itoa(i)), jsTimeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var raws []string
+	var times []time.Time
+	rec := newOrderedRec()
+	rec.onMsgFn = func(m *JSMsg) {
+		mu.Lock()
+		if m.Header != nil {
+			raws = append(raws, "parsed header despite Minimal")
+		} else {
+			raws = append(raws, string(m.RawHeader))
+		}
+		if !m.Time.IsZero() {
+			raws = append(raws, "Time set despite Minimal")
+		}
+		times = append(times, m.StoredTime())
+		mu.Unlock()
+	}
+	opts := orderedOpts(rec, "RAW", "", 0, lc)
+	opts.Minimal = true
+	mustSubscribeOrdered(t, c, opts)
+	rec.waitCount(t, 20, 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	for i, raw := range raws {
+		want := ""
+		if i%2 == 0 {
+			want = "NATS/1.0\r\nTokenrevoke-Sig: v1;hs256;k;sig-" + strconv.Itoa(i+1) + "\r\n\r\n"
+		}
+		if raw != want {
+			t.Fatalf("message %d: RawHeader %q, want %q", i+1, raw, want)
+		}
+		if times[i].Before(before) || times[i].After(time.Now().Add(time.Minute)) {
+			t.Fatalf("message %d: StoredTime %v", i+1, times[i])
+		}
+	}
+}

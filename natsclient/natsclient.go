@@ -114,6 +114,8 @@ type Msg struct {
 	jsDSeq    uint64
 	jsTS      int64
 	jsPending uint64
+	// rawHdr is the header block as received (nil without one), for JSMsg.RawHeader.
+	rawHdr []byte
 }
 
 // Subscription is returned by Subscribe.

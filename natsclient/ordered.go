@@ -78,23 +78,41 @@ type OrderedOptions struct {
 	// Logf receives log lines (level "debug", "info", "warn", "error"); the connection's
 	// Logf when nil.
 	Logf func(level, msg string)
-	// Minimal makes OnMsg get only Subject, Data, StreamSeq, ConsumerSeq and Pending:
-	// Header stays nil and Time zero. Headers and timestamps are then not decoded, which
-	// makes each delivery noticeably cheaper under yaegi. Status messages (heartbeats, flow
-	// control) are handled either way.
+	// Minimal makes OnMsg get only Subject, RawHeader, Data, StreamSeq, ConsumerSeq and
+	// Pending: Header stays nil and Time zero (StoredTime decodes it on demand). Headers
+	// and timestamps are then not decoded, which makes each delivery noticeably cheaper
+	// under yaegi. Status messages (heartbeats, flow control) are handled either way.
 	Minimal bool
 }
 
 // JSMsg is a message delivered by an ordered consumer. OnMsg gets the same *JSMsg for
 // every message (see OrderedOptions.OnMsg).
 type JSMsg struct {
-	Subject     string
-	Header      Header // nil when the message has no headers (always with Minimal)
+	Subject string
+	Header  Header // nil when the message has no headers (always with Minimal)
+	// RawHeader is the header block exactly as received ("NATS/1.0\r\n...\r\n\r\n"),
+	// empty when the message has none; set with or without Minimal, never reused.
+	RawHeader   []byte
 	Data        []byte
 	StreamSeq   uint64
 	ConsumerSeq uint64    // sequence within the current consumer (restarts at 1 after a recreation)
 	Pending     uint64    // messages still to deliver after this one, as the server saw it
 	Time        time.Time // when the message was stored (zero with Minimal)
+
+	reply string // the delivery's $JS.ACK subject, for StoredTime
+}
+
+// StoredTime is when the message was stored: Time, or, with Minimal, decoded from the
+// delivery's metadata now (zero if it has none).
+func (m *JSMsg) StoredTime() time.Time {
+	if !m.Time.IsZero() {
+		return m.Time
+	}
+	meta, ok := parseAckReply(m.reply)
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, meta.ts)
 }
 
 // OrderedConsumer is returned by SubscribeOrdered.
@@ -460,6 +478,8 @@ func (o *OrderedConsumer) onDelivery(m *Msg) {
 	jm := o.st.jm
 	jm.Subject = m.Subject
 	jm.Header = m.Header
+	jm.RawHeader = m.rawHdr
+	jm.reply = m.Reply
 	jm.Data = m.Data
 	jm.StreamSeq = m.jsSSeq
 	jm.ConsumerSeq = m.jsDSeq

@@ -226,6 +226,8 @@ func (c *Conn) readBatch(l *serverConn, br *bufio.Reader) {
 				jm := st.jm
 				jm.Subject = subject
 				jm.Header = hdr
+				jm.RawHeader = buf[:hdrSize]
+				jm.reply = reply
 				jm.Data = buf[hdrSize:size]
 				jm.StreamSeq = sseq
 				jm.ConsumerSeq = dseq
@@ -254,7 +256,7 @@ func (c *Conn) readBatch(l *serverConn, br *bufio.Reader) {
 		if !inline {
 			m := &Msg{Subject: subject, Reply: reply, Header: hdr, Data: buf[hdrSize:size],
 				Status: status, Description: desc, sid: sid,
-				jsMeta: jsMeta, jsSSeq: sseq, jsDSeq: dseq, jsTS: ts, jsPending: pending}
+				jsMeta: jsMeta, jsSSeq: sseq, jsDSeq: dseq, jsTS: ts, jsPending: pending, rawHdr: buf[:hdrSize]}
 			e.cb(m)
 		}
 		l.cbActive = false
@@ -440,6 +442,7 @@ func (c *Conn) processMsg(l *serverConn, br *bufio.Reader, args []byte, withHead
 		return fmt.Errorf("%w: message body not followed by CRLF", ErrProtocol)
 	}
 	m.Data = buf[hdrSize:size]
+	m.rawHdr = buf[:hdrSize]
 	if withHeader {
 		h, status, desc, err := parseHeader(buf[:hdrSize])
 		if err != nil {

@@ -197,9 +197,15 @@ func TestBadConfigUnderYaegi(t *testing.T) {
 		"defaultTTL": {"defaultTTL": "soon", "clients": []interface{}{map[string]interface{}{"id": "a", "secret": "b"}}},
 		"clients":    {"cacheSize": 10},
 	}
+	// A bus-signing key error names the key and never shows the secret.
+	cases["nats.signing.keys[0].hmacSecret (k1)"] = map[string]interface{}{
+		"clients": []interface{}{map[string]interface{}{"id": "a", "secret": "b"}},
+		"nats": map[string]interface{}{"servers": []interface{}{"nats://127.0.0.1:1"}, "signing": map[string]interface{}{
+			"keys": []interface{}{map[string]interface{}{"id": "k1", "hmacSecret": "too-short-secret-xyz"}}, "signWith": "k1"}},
+	}
 	for key, cfg := range cases {
 		_, err := p.New(context.Background(), &recorder{}, cfg, "bad")
-		if err == nil || !strings.Contains(err.Error(), key) {
+		if err == nil || !strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "too-short-secret-xyz") {
 			t.Errorf("config with bad %s: err = %v", key, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/sign"
 	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/wire"
 )
 
@@ -28,6 +29,8 @@ type checkResult struct {
 	Seq       uint64 `json:"seq,omitempty"`
 	StoredAt  string `json:"storedAt,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// Sig is the stored message's signature (absent when there is no message).
+	Sig *sign.Result `json:"signature,omitempty"`
 }
 
 // lookup is one subject to look at.
@@ -43,6 +46,7 @@ func (a *app) checkCmd() *cobra.Command {
 		issuer string
 		sid    string
 		sub    string
+		vf     verifyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "check TOKEN|-",
@@ -63,6 +67,10 @@ for session and subject rules.`,
 		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			if err := a.needStream("check"); err != nil {
+				return err
+			}
+			keys, err := vf.keys()
+			if err != nil {
 				return err
 			}
 			var looks []lookup
@@ -105,7 +113,7 @@ for session and subject rules.`,
 			if err != nil {
 				return err
 			}
-			r, err := a.check(cmd.Context(), st, looks)
+			r, err := a.check(cmd.Context(), st, looks, keys)
 			if err != nil {
 				return err
 			}
@@ -122,11 +130,12 @@ for session and subject rules.`,
 	f.StringVar(&issuer, "issuer", "", "with --sid or --sub: look up a session or subject rule")
 	f.StringVar(&sid, "sid", "", "session id (with --issuer)")
 	f.StringVar(&sub, "sub", "", "subject (with --issuer)")
+	vf.register(cmd)
 	return cmd
 }
 
 // check looks each candidate up until one is a live entry.
-func (a *app) check(ctx context.Context, st jetstream.Stream, looks []lookup) (checkResult, error) {
+func (a *app) check(ctx context.Context, st jetstream.Stream, looks []lookup, keys map[string]*sign.Key) (checkResult, error) {
 	now := a.now().Unix()
 	first := checkResult{Kind: looks[0].kind, Key: looks[0].key.Hex(), Subject: wire.Subject(a.conn.subject, looks[0].kind, looks[0].key), Reason: "no entry"}
 	for _, l := range looks {
@@ -144,6 +153,8 @@ func (a *app) check(ctx context.Context, st jetstream.Stream, looks []lookup) (c
 		r := checkResult{Kind: e.Kind, Key: e.Key, Subject: subject, V: e.V, Cutoff: e.Cutoff, Exp: e.Exp,
 			Hint: e.Hint, Origin: e.Origin, Client: e.Client, RevokedAt: e.RevokedAt, Seq: m.Sequence,
 			StoredAt: m.Time.UTC().Format(time.RFC3339)}
+		sr := sign.Check(keys, subject, m.Data, sigValues(m.Header))
+		r.Sig = &sr
 		switch {
 		case derr != nil:
 			r.Kind, r.Key = l.kind, l.key.Hex()
@@ -181,4 +192,7 @@ func (a *app) printCheck(r checkResult) {
 		fmt.Fprintf(w, "  hint       %s\n", r.Hint)
 	}
 	fmt.Fprintf(w, "  revokedAt  %s\n  stored     seq %d at %s on %s\n", r.RevokedAt, r.Seq, r.StoredAt, r.Subject)
+	if r.Sig != nil {
+		fmt.Fprintf(w, "  signature  %s\n", describeSig(*r.Sig))
+	}
 }

@@ -38,6 +38,10 @@ func addMicroInstance(t *testing.T, url, gateway string, st gatewayStatus) micro
 		micro.WithEndpointSubject("_tokenrevoke.status."+gateway)); err != nil {
 		t.Fatal(err)
 	}
+	// The instance's subscriptions are in place at the server before the test asks.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = svc.Stop() })
 	return svc
 }

@@ -84,10 +84,14 @@ The state file is removed when the import completes. Progress goes to stderr: a 
 a terminal, a line every --progress-every otherwise.`,
 		Args: exactArgs(1, "one FILE (or - for stdin)"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			if err := a.loadSigner(); err != nil {
+				return err
+			}
 			return a.runImport(cmd.Context(), args[0], &o)
 		}),
 	}
 	o.pf.register(cmd)
+	a.registerSign(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.state, "state", "", "state file (default FILE.progress; none for stdin unless given)")
 	f.BoolVar(&o.restart, "restart", false, "ignore an existing state file and start from the first line")
@@ -443,6 +447,8 @@ func (im *importer) feed(ctx context.Context, r *bufio.Reader, off int64, queue 
 			e.Origin, e.Client = o.pf.origin, o.pf.client
 			e.RevokedAt = now.UTC().Format(time.RFC3339)
 			m := &nats.Msg{Subject: wire.Subject(subject, e.Kind, key), Data: e.Encode()}
+			signed := a.signer != nil
+			a.signMsg(m)
 			if core {
 				if err := im.s.nc.PublishMsg(m); err != nil {
 					return err
@@ -454,11 +460,16 @@ func (im *importer) feed(ctx context.Context, r *bufio.Reader, off int64, queue 
 					sinceFlush = 0
 				}
 			} else {
-				// Messages with the same TTL share one (never modified) header.
-				if ttl := wire.TTL(e.Exp, now); ttl != lastTTL {
-					lastTTL, lastHdr = ttl, nats.Header{jetstream.MsgTTLHeader: []string{ttl}}
+				if signed {
+					// Each signed message has a header of its own.
+					m.Header.Set(jetstream.MsgTTLHeader, wire.TTL(e.Exp, now))
+				} else {
+					// Messages with the same TTL share one (never modified) header.
+					if ttl := wire.TTL(e.Exp, now); ttl != lastTTL {
+						lastTTL, lastHdr = ttl, nats.Header{jetstream.MsgTTLHeader: []string{ttl}}
+					}
+					m.Header = lastHdr
 				}
-				m.Header = lastHdr
 				it.msg = m
 				fut, err := im.publishAsync(ctx, m)
 				if err != nil {

@@ -68,6 +68,7 @@ func (a *app) publishEntry(ctx context.Context, s *session, e *wire.Entry, subje
 	now := a.now()
 	m := nats.NewMsg(subject)
 	m.Data = e.Encode()
+	a.signMsg(m)
 	if s.js == nil {
 		if err := s.nc.PublishMsg(m); err != nil {
 			return 0, err
@@ -173,6 +174,9 @@ unix seconds or RFC 3339; default now + --ttl).`,
 			return exactArgs(1, "one TOKEN (or - for stdin, or --sha256 HEX)")(cmd, args)
 		},
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			if err := a.loadSigner(); err != nil {
+				return err
+			}
 			if hint != "" && hint != "access_token" && hint != "refresh_token" {
 				return usageErr("--hint must be access_token or refresh_token")
 			}
@@ -212,6 +216,7 @@ unix seconds or RFC 3339; default now + --ttl).`,
 		}),
 	}
 	pf.register(cmd)
+	a.registerSign(cmd)
 	f := cmd.Flags()
 	f.StringVar(&sha, "sha256", "", "revoke this digest (64 hex) instead of a token")
 	f.StringVar(&kind, "kind", wire.KindToken, "with --sha256: token (digest of the whole token) or jws (digest of the signing input)")
@@ -268,6 +273,9 @@ issuer's tokens): by then every token it covers has expired.
 Pass "-" as --` + kind + ` to read the value from stdin.`,
 		Args: exactArgs(0, "no positional arguments"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			if err := a.loadSigner(); err != nil {
+				return err
+			}
 			if issuer == "" || value == "" {
 				return usageErr("--issuer and --%s are required", kind)
 			}
@@ -292,6 +300,7 @@ Pass "-" as --` + kind + ` to read the value from stdin.`,
 		}),
 	}
 	pf.register(cmd)
+	a.registerSign(cmd)
 	f := cmd.Flags()
 	f.StringVar(&issuer, "issuer", "", "issuer (the tokens' iss claim)")
 	f.StringVar(&value, kind, "", "the "+kind+" claim value (- reads it from stdin)")

@@ -1,5 +1,6 @@
 // Package cli is the tokenrevoke operator command: revoke, revoke-session,
-// revoke-subject, import, check, watch, snapshot, purge and gateways, over nats.go.
+// revoke-subject, import, check, watch, snapshot, purge, gateways and keygen, over
+// nats.go.
 package cli
 
 import (
@@ -14,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/sign"
 )
 
 // Exit codes (documented in --help and README.md).
@@ -75,6 +78,9 @@ type app struct {
 	env  Env
 	conn connFlags
 	json bool
+	// sign names the signing key; signer is that key once loadSigner ran (nil: unsigned).
+	sign   signFlags
+	signer *sign.Key
 }
 
 func (a *app) now() time.Time {
@@ -180,7 +186,12 @@ version 2: kinds token, jws, sid and sub).
 Connection flags work like the nats CLI's: --server (or NATS_URL), --creds, --nkey,
 --user/--password, --token, --tlscert/--tlskey/--tlsca, and --context (a nats CLI
 context in ~/.config/nats/context/<name>.json; the selected context is used when no
---context is given). Flags win over the context.`,
+--context is given). Flags win over the context.
+
+Gateways with signing keys drop unsigned messages: revoke, revoke-session,
+revoke-subject, import and snapshot sign with --sign-key-id and --sign-ed25519-key or
+--sign-hmac-secret (or TOKENREVOKE_SIGN_KEY_ID, TOKENREVOKE_SIGN_ED25519_KEY,
+TOKENREVOKE_SIGN_HMAC_SECRET); keygen makes an Ed25519 key.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -199,6 +210,7 @@ context in ~/.config/nats/context/<name>.json; the selected context is used when
 		a.snapshotCmd(),
 		a.purgeCmd(),
 		a.gatewaysCmd(),
+		a.keygenCmd(),
 	)
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root

@@ -59,6 +59,9 @@ rules (sid, sub; in rule chunks after the token chunks, the latest cutoff per ke
 into it.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			if err := a.loadSigner(); err != nil {
+				return err
+			}
 			if err := a.needStream("snapshot"); err != nil {
 				return err
 			}
@@ -82,6 +85,7 @@ into it.`,
 			return nil
 		}),
 	}
+	a.registerSign(cmd)
 	f := cmd.Flags()
 	f.DurationVar(&ttl, "ttl", 24*time.Hour, "snapshot lifetime (the gateways' defaultTTL): an unreplaced snapshot expires then")
 	f.StringVar(&writer, "writer", "tokenrevoke-cli", "writer name in the manifest")
@@ -342,11 +346,15 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 	id := snapshot.NewID()
 	chunkTTL := wire.TTL(now+int64((ttl+time.Minute)/time.Second), time.Unix(now, 0))
 	var futs []jetstream.PubAckFuture
+	// The manifest carries the SHA-256 of every chunk body, in order: a gateway with
+	// signing keys checks each chunk against the signed manifest.
+	digests := make([]string, 0, len(keys)/snapshot.ChunkSlots+len(rkeys)/snapshot.RuleChunkSlots+2)
 	for from := 0; from < len(keys); from += snapshot.ChunkSlots {
 		to := min(from+snapshot.ChunkSlots, len(keys))
 		m := nats.NewMsg(snapshot.ChunkSubject(c.subject, id, len(futs)))
 		m.Header.Set(jetstream.MsgTTLHeader, chunkTTL)
 		m.Data = snapshot.EncodeChunk(keys[from:to], exps[from:to])
+		digests = append(digests, snapshot.Digest(m.Data))
 		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(snapshot.StreamName(c.stream)), jetstream.WithStallWait(30*time.Second))
 		if err != nil {
 			return res, fmt.Errorf("writing snapshot chunk %d: %v", len(futs), err)
@@ -359,6 +367,7 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 		m := nats.NewMsg(snapshot.ChunkSubject(c.subject, id, len(futs)))
 		m.Header.Set(jetstream.MsgTTLHeader, chunkTTL)
 		m.Data = snapshot.EncodeRuleChunk(rkeys[from:to], rkinds[from:to], rcutoffs[from:to], rexps[from:to])
+		digests = append(digests, snapshot.Digest(m.Data))
 		f, err := s.js.PublishMsgAsync(m, jetstream.WithExpectStream(snapshot.StreamName(c.stream)), jetstream.WithStallWait(30*time.Second))
 		if err != nil {
 			return res, fmt.Errorf("writing snapshot rule chunk %d: %v", len(futs)-tokenChunks, err)
@@ -378,11 +387,13 @@ func (a *app) writeSnapshot(ctx context.Context, s *session, ttl time.Duration, 
 	}
 	man := snapshot.Manifest{V: 1, ID: id, Stream: c.stream, StreamCreated: info.Created, Seq: res.Seq,
 		Slots: len(keys), Chunks: chunks[:tokenChunks], WithRules: true, RuleSlots: len(rkeys),
-		RuleChunks: chunks[tokenChunks:], Writer: writer, WrittenAt: time.Now().UTC()}
+		RuleChunks: chunks[tokenChunks:], Writer: writer, WrittenAt: time.Now().UTC(),
+		ChunkSha256: digests[:tokenChunks], RuleChunkSha256: digests[tokenChunks:]}
 	body, _ := json.Marshal(man)
 	m := nats.NewMsg(snapshot.ManifestSubject(c.subject))
 	m.Header.Set(jetstream.MsgTTLHeader, wire.TTL(now+int64(ttl/time.Second), time.Unix(now, 0)))
 	m.Data = body
+	a.signMsg(m)
 	pctx, cancel := context.WithTimeout(ctx, c.timeout)
 	_, err = s.js.PublishMsg(pctx, m, jetstream.WithExpectStream(snapshot.StreamName(c.stream)))
 	cancel()

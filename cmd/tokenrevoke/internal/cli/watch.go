@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/sign"
 	"github.com/tokenrevoke/tokenrevoke/cmd/tokenrevoke/internal/wire"
 )
 
@@ -27,6 +28,9 @@ type watchLine struct {
 	Client    string `json:"client,omitempty"`
 	RevokedAt string `json:"revokedAt,omitempty"`
 	Error     string `json:"error,omitempty"`
+	// Sig is the message's signature: unsigned, unverified (no verify keys given),
+	// valid, unknownKid, wrongAlg, invalid or malformed, with its kid and alg.
+	Sig sign.Result `json:"signature"`
 }
 
 func (a *app) watchCmd() *cobra.Command {
@@ -34,6 +38,7 @@ func (a *app) watchCmd() *cobra.Command {
 		all   bool
 		since time.Duration
 		count int
+		vf    verifyFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -50,6 +55,10 @@ with the reason. Runs until Ctrl-C or --count messages.`,
 			}
 			if all && since > 0 {
 				return usageErr("--all and --since exclude each other")
+			}
+			keys, err := vf.keys()
+			if err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			s, err := a.open(ctx)
@@ -75,7 +84,7 @@ with the reason. Runs until Ctrl-C or --count messages.`,
 			filter := a.conn.subject + ".>"
 			if s.js == nil {
 				sub, err := s.nc.Subscribe(filter, func(m *nats.Msg) {
-					emit(a.decodeWatch(m.Subject, m.Data, 0, time.Time{}))
+					emit(a.decodeWatch(m.Subject, m.Data, 0, time.Time{}, keys, m.Header))
 				})
 				if err != nil {
 					return err
@@ -107,7 +116,7 @@ with the reason. Runs until Ctrl-C or --count messages.`,
 					if md, err := m.Metadata(); err == nil {
 						seq, at = md.Sequence.Stream, md.Timestamp
 					}
-					emit(a.decodeWatch(m.Subject(), m.Data(), seq, at))
+					emit(a.decodeWatch(m.Subject(), m.Data(), seq, at, keys, m.Headers()))
 				})
 				if err != nil {
 					return err
@@ -129,10 +138,11 @@ with the reason. Runs until Ctrl-C or --count messages.`,
 	f.BoolVar(&all, "all", false, "start with every message stored in the stream")
 	f.DurationVar(&since, "since", 0, "start with the messages stored in the last D")
 	f.IntVar(&count, "count", 0, "exit after this many messages (0: run until interrupted)")
+	vf.register(cmd)
 	return cmd
 }
 
-func (a *app) decodeWatch(subject string, data []byte, seq uint64, at time.Time) watchLine {
+func (a *app) decodeWatch(subject string, data []byte, seq uint64, at time.Time, keys map[string]*sign.Key, h nats.Header) watchLine {
 	e, _, err := wire.Decode(a.conn.subject, subject, data)
 	l := watchLine{Subject: subject, Seq: seq, V: e.V, Kind: e.Kind, Key: e.Key, Cutoff: e.Cutoff, Exp: e.Exp,
 		Hint: e.Hint, Origin: e.Origin, Client: e.Client, RevokedAt: e.RevokedAt}
@@ -143,6 +153,7 @@ func (a *app) decodeWatch(subject string, data []byte, seq uint64, at time.Time)
 		// Show nothing of a malformed body: it could hold anything.
 		l = watchLine{Subject: subject, Seq: seq, StoredAt: l.StoredAt, Error: err.Error()}
 	}
+	l.Sig = sign.Check(keys, subject, data, sigValues(h))
 	return l
 }
 
@@ -156,7 +167,7 @@ func (a *app) printWatch(l watchLine) {
 		at = a.now().UTC().Format(time.RFC3339Nano)
 	}
 	if l.Error != "" {
-		fmt.Fprintf(a.stdout(), "%s seq %d MALFORMED on %s: %s\n", at, l.Seq, l.Subject, l.Error)
+		fmt.Fprintf(a.stdout(), "%s seq %d MALFORMED on %s: %s (%s)\n", at, l.Seq, l.Subject, l.Error, describeSig(l.Sig))
 		return
 	}
 	extra := ""
@@ -169,5 +180,5 @@ func (a *app) printWatch(l watchLine) {
 	if l.Hint != "" {
 		extra += " hint " + l.Hint
 	}
-	fmt.Fprintf(a.stdout(), "%s seq %d v%d %-5s %s exp %s origin %q%s\n", at, l.Seq, l.V, l.Kind, l.Key, unixTime(l.Exp), l.Origin, extra)
+	fmt.Fprintf(a.stdout(), "%s seq %d v%d %-5s %s exp %s origin %q%s (%s)\n", at, l.Seq, l.V, l.Kind, l.Key, unixTime(l.Exp), l.Origin, extra, describeSig(l.Sig))
 }

@@ -11,11 +11,14 @@
 //   - then a JSON manifest on <subject>-snapshots.manifest naming the stream, its
 //     creation time, the sequence covered and the chunks' stream sequences in order
 //     (withRules: rule chunks in ruleChunks; a gateway uses a manifest without it only
-//     if the stream holds no rule up to its sequence).
+//     if the stream holds no rule up to its sequence), and the hex SHA-256 of each
+//     chunk body (chunkSha256, ruleChunkSha256); the manifest message is signed when
+//     the command has a signing key.
 package snapshot
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
@@ -51,6 +54,16 @@ type Manifest struct {
 	RuleChunks    []uint64  `json:"ruleChunks,omitempty"`
 	Writer        string    `json:"writer"`
 	WrittenAt     time.Time `json:"writtenAt"`
+	// ChunkSha256 and RuleChunkSha256 are the hex SHA-256 of each chunk's body, in the
+	// order of Chunks and RuleChunks (checked by gateways that verify signatures).
+	ChunkSha256     []string `json:"chunkSha256"`
+	RuleChunkSha256 []string `json:"ruleChunkSha256"`
+}
+
+// Digest is the hex SHA-256 of a chunk body, as the manifest lists it.
+func Digest(body []byte) string {
+	d := sha256.Sum256(body)
+	return hex.EncodeToString(d[:])
 }
 
 // Names of the snapshot stream and subjects for a revocation stream and subject prefix.
