@@ -407,6 +407,10 @@ func jsonCases() []bypassCase {
 			return bodyReq("POST", js, `{"access_token":"\u00`+strconv.FormatInt(int64(tok[0]), 16)+tok[1:]+`"}`)
 		}, 401},
 		{"JSON, array value", j(js, `{"access_token":["{T}"]}`), 401},
+		{"JSON, array value after a null and a number", j(js, `{"access_token":[null,1,"{T}"]}`), 401},
+		{"JSON, array value 64th of 64", j(js, `{"access_token":[`+strings.Repeat(`"x",`, 63)+`"{T}"]}`), 401},
+		{"JSON, array of 65 values", j(js, `{"access_token":[`+strings.Repeat(`"x",`, 64)+`"{T}"]}`), 400},
+		{"JSON, array of 65 values, the token first", j(js, `{"access_token":["{T}"`+strings.Repeat(`,1`, 64)+`]}`), 400},
 		{"JSON that Go cannot parse (Python's NaN)", j(js, `{"access_token":"{T}","n":NaN}`), 400},
 		{"JSON nested deeper than Go parses (V8 does)", j(js, `{"access_token":"{T}","d":`+strings.Repeat("[", 10001)+strings.Repeat("]", 10001)+`}`), 400},
 		{"JSON in UTF-16 (Python's json detects it)", func(tok string) *http.Request {

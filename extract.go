@@ -44,6 +44,10 @@ import (
 // maxTokenLength is the longest token the gateway accepts anywhere (and can revoke).
 const maxTokenLength = 16 << 10
 
+// maxEncodedToken: a percent-encoded value longer than this decodes to more than
+// maxTokenLength bytes (an escape is 3 bytes for 1), so it is refused without decoding.
+const maxEncodedToken = 3*maxTokenLength + 2
+
 // maxParams and maxAuthWords bound the interpreted work one request can cause: a query
 // or form body that may name access_token and has more parameters, or an Authorization
 // value of another scheme with more words, is refused rather than read for seconds.
@@ -126,6 +130,13 @@ func (m *Middleware) inspect(req *http.Request, now int64) inspection {
 // the value would read it without surrounding spaces, so that spelling is checked too.
 func (m *Middleware) checkToken(tok string, now int64, in *inspection) {
 	if tok == "" {
+		return
+	}
+	if len(tok) > maxTokenLength {
+		// Refused whatever it trims to (checkOne below would refuse it too), before
+		// trimming a long run of spaces costs anything.
+		in.found = true
+		in.refuse(http.StatusBadRequest, "The bearer token is longer than the gateway accepts")
 		return
 	}
 	if c, d := tok[0], tok[len(tok)-1]; c <= ' ' || c >= 0x80 || d <= ' ' || d >= 0x80 {
@@ -275,12 +286,36 @@ func authCandidates(v string) []string {
 // isAnySpace) would, but in compiled calls (FieldsFunc called back into interpreted
 // code for every character: about 300 µs for a usual value under yaegi, seconds for a
 // long one): invalid UTF-8 and every other isAnySpace character become ' ' first.
+//
+// strings.Fields itself splits at exactly the other isAnySpace characters (Unicode's
+// White_Space: the ASCII spaces, NEL, NBSP and the others, compiled), so only what it
+// does not split at is respelled first, each in one pass that costs nothing when
+// absent: invalid UTF-8 and U+FFFD, and the control bytes that are not ASCII spaces.
 func authWords(v string) []string {
-	if !strings.ContainsAny(v, controlBytes) && utf8.ValidString(v) && utf8.RuneCountInString(v) == len(v) {
-		return strings.Fields(v)
+	if !utf8.ValidString(v) {
+		v = strings.ToValidUTF8(v, " ")
 	}
-	return strings.Fields(spaceSpeller.Replace(strings.ToValidUTF8(v, " ")))
+	if strings.ContainsRune(v, utf8.RuneError) {
+		v = strings.ReplaceAll(v, "\ufffd", " ")
+	}
+	if strings.ContainsAny(v, otherControls) {
+		v = controlsAsSpace.Replace(v)
+	}
+	return strings.Fields(v)
 }
+
+// otherControls are the control bytes strings.Fields does not split at (all but
+// \t \n \v \f \r); controlsAsSpace turns them into ' ' with a byte table.
+const otherControls = "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0e\x0f" +
+	"\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
+
+var controlsAsSpace = func() *strings.Replacer {
+	var pairs []string
+	for i := 0; i < len(otherControls); i++ {
+		pairs = append(pairs, otherControls[i:i+1], " ")
+	}
+	return strings.NewReplacer(pairs...)
+}()
 
 // controlBytes are the ASCII control characters, which isAnySpace counts as spaces.
 const controlBytes = "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f" +
@@ -366,6 +401,10 @@ func namedParams(raw, word string, match func(string) bool) ([]string, bool) {
 	for _, k := range ks {
 		key, value, _ := nextParam(pieces[k])
 		if match(lenientUnescape(key)) {
+			if len(value) > maxEncodedToken {
+				values = append(values, value) // decodes longer than any token: refused as it is
+				continue
+			}
 			values = append(values, lenientUnescape(value))
 			if strings.IndexByte(value, '%') >= 0 {
 				values = append(values, strings.ReplaceAll(value, "+", " "))
@@ -678,12 +717,23 @@ func appendJSONStrings(values []string, raw json.RawMessage) ([]string, bool) {
 	if json.Unmarshal(raw, &s) == nil {
 		return append(values, s), true
 	}
-	var list []string
+	// A fixed array: encoding/json scans the elements past its end without decoding or
+	// allocating them, so a body of thousands of strings costs one compiled scan. An
+	// element left nil marks the end (a JSON null is kept as "null"); the last one set
+	// means too many. Every string element is read.
+	var list [maxCandidates + 1]json.RawMessage
 	if json.Unmarshal(raw, &list) == nil {
-		if len(list) > maxCandidates {
+		if list[maxCandidates] != nil {
 			return values, false
 		}
-		return append(values, list...), true
+		for _, item := range list {
+			if item == nil {
+				break
+			}
+			if json.Unmarshal(item, &s) == nil && item[0] == '"' {
+				values = append(values, s)
+			}
+		}
 	}
 	return values, true
 }

@@ -291,12 +291,17 @@ func jsonAudience(raw json.RawMessage) ([]string, bool) {
 	if raw[0] != '[' {
 		return nil, false
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil || len(items) > maxAudience {
+	// A fixed array (elements past its end are scanned, not kept): more than
+	// maxAudience items leave the last one set. A JSON null is kept as "null".
+	var items [maxAudience + 1]json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil || items[maxAudience] != nil {
 		return nil, false
 	}
-	out := make([]string, 0, len(items))
+	out := make([]string, 0, maxAudience)
 	for _, it := range items {
+		if it == nil {
+			break
+		}
 		s, ok := jsonString(it)
 		if !ok {
 			return nil, false

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -300,6 +301,8 @@ func TestJWSParseStrict(t *testing.T) {
 		{"jti is a number", parts[0] + "." + seg(`{"jti":7}`) + "." + parts[2]},
 		{"aud has a number", parts[0] + "." + seg(`{"aud":["gw",1]}`) + "." + parts[2]},
 		{"aud is an object", parts[0] + "." + seg(`{"aud":{"gw":true}}`) + "." + parts[2]},
+		{"aud has 17 items", parts[0] + "." + seg(`{"aud":[`+strings.Repeat(`"a",`, 16)+`"gw"]}`) + "." + parts[2]},
+		{"aud has a null", parts[0] + "." + seg(`{"aud":[null,"gw"]}`) + "." + parts[2]},
 		{"too long", parts[0] + "." + strings.Repeat("A", jwsMaxLen) + "." + parts[2]},
 	}
 	for _, c := range cases {
@@ -620,4 +623,24 @@ func FuzzJWSParse(f *testing.F) {
 			t.Fatalf("alg %q verified", tok.Header.Alg)
 		}
 	})
+}
+
+// TestJWSAudienceItems: an aud array is read up to maxAudience items, in order, and
+// one more item refuses the token (TestJWSParseStrict), however many follow.
+func TestJWSAudienceItems(t *testing.T) {
+	items := make([]string, maxAudience)
+	for i := range items {
+		items[i] = `"a` + strconv.Itoa(i) + `"`
+	}
+	var c jwsClaims
+	if err := parseJWSClaims([]byte(`{"aud":[`+strings.Join(items, ",")+`]}`), &c); err != nil {
+		t.Fatalf("%d items: %v", maxAudience, err)
+	}
+	if len(c.Aud) != maxAudience || c.Aud[0] != "a0" || c.Aud[maxAudience-1] != "a"+strconv.Itoa(maxAudience-1) {
+		t.Fatalf("%d items read as %q", maxAudience, c.Aud)
+	}
+	c = jwsClaims{}
+	if err := parseJWSClaims([]byte(`{"aud":[`+strings.Repeat(`"a",`, 20000)+`"gw"]}`), &c); err == nil {
+		t.Fatalf("20,001 items read as %d", len(c.Aud))
+	}
 }

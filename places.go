@@ -200,6 +200,10 @@ var commaAsSemicolon = strings.NewReplacer(",", ";")
 
 // checkCookieValue checks the spellings of a cookie value that backends read.
 func (m *Middleware) checkCookieValue(v string, now int64, in *inspection) {
+	if len(v) > maxEncodedToken {
+		m.checkToken(v, now, in) // longer than any token in every spelling: refused
+		return
+	}
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		if strings.IndexByte(v, '\\') >= 0 {
 			in.refuse(http.StatusBadRequest, "A quoted cookie that may carry a token holds a backslash")

@@ -288,7 +288,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			if !m.endpoints[req.URL.Path] {
 				if a := req.Header["Authorization"]; len(a) == 1 {
 					if t := a[0]; t >= "Bearer !" {
-						if t < "Bearer!" {
+						if t < "Bearer!" && len(t) <= maxTokenLength+7 {
 							m.rlock.Lock()
 							pass = m.passing[sha256.Sum256([]byte(t[7:]))]
 							m.rlock.Unlock()

@@ -98,18 +98,6 @@ func trimAnySpace(s string) string {
 	return strings.Trim(strings.Trim(s, asciiSpaceCutset), anySpaceCutset)
 }
 
-// spaceSpeller turns every non-ASCII isAnySpace character (and every control byte)
-// into ' ', so that strings.Fields splits where strings.FieldsFunc(s, isAnySpace) does.
-var spaceSpeller = func() *strings.Replacer {
-	var pairs []string
-	for _, r := range anySpaceCutset {
-		if r != ' ' {
-			pairs = append(pairs, string(r), " ")
-		}
-	}
-	return strings.NewReplacer(pairs...)
-}()
-
 // Locators: two compiled passes that fold what a backend's name matching folds ('.',
 // ' ', '+' and '[' read as '_', as PHP reads them in names; a backslash dropped, as a
 // quoted-string escape is), turn the separators into NUL (a NUL in the input, raw or
