@@ -3,6 +3,7 @@ package tokenrevoke
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -229,7 +230,7 @@ func queryCases() []bypassCase {
 			r.Header.Set("Content-Type", "text/plain; charset=utf-16")
 			return r
 		}, 400},
-		{"65 names that may be access_token", q(strings.Repeat("access_token=x&", maxCandidates) + "access_token={T}"), 400},
+		{"maxCandidates+1 names that may be access_token", q(strings.Repeat("access_token=x&", maxCandidates) + "access_token={T}"), 400},
 		{"query over maxBodyCheck", q("access_token={T}&p=" + strings.Repeat("+", 70<<10)), 414},
 		{"with a fine bearer header", func(tok string) *http.Request {
 			r := q("access_token={T}")(tok)
@@ -408,9 +409,9 @@ func jsonCases() []bypassCase {
 		}, 401},
 		{"JSON, array value", j(js, `{"access_token":["{T}"]}`), 401},
 		{"JSON, array value after a null and a number", j(js, `{"access_token":[null,1,"{T}"]}`), 401},
-		{"JSON, array value 64th of 64", j(js, `{"access_token":[`+strings.Repeat(`"x",`, 63)+`"{T}"]}`), 401},
-		{"JSON, array of 65 values", j(js, `{"access_token":[`+strings.Repeat(`"x",`, 64)+`"{T}"]}`), 400},
-		{"JSON, array of 65 values, the token first", j(js, `{"access_token":["{T}"`+strings.Repeat(`,1`, 64)+`]}`), 400},
+		{"JSON, array value, the last of maxCandidates", j(js, `{"access_token":[`+strings.Repeat(`"x",`, maxCandidates-1)+`"{T}"]}`), 401},
+		{"JSON, array of maxCandidates+1 values", j(js, `{"access_token":[`+strings.Repeat(`"x",`, maxCandidates)+`"{T}"]}`), 400},
+		{"JSON, array of maxCandidates+1 values, the token first", j(js, `{"access_token":["{T}"`+strings.Repeat(`,1`, maxCandidates)+`]}`), 400},
 		{"JSON that Go cannot parse (Python's NaN)", j(js, `{"access_token":"{T}","n":NaN}`), 400},
 		{"JSON nested deeper than Go parses (V8 does)", j(js, `{"access_token":"{T}","d":`+strings.Repeat("[", 10001)+strings.Repeat("]", 10001)+`}`), 400},
 		{"JSON in UTF-16 (Python's json detects it)", func(tok string) *http.Request {
@@ -703,6 +704,33 @@ func TestAuthWordsShortcutMatchesFieldsFunc(t *testing.T) {
 		want := strings.FieldsFunc(v, isAnySpace)
 		if strings.Join(got, "\x00") != strings.Join(want, "\x00") || len(got) != len(want) {
 			t.Fatalf("%q: words %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestLongPathWithTokenPath: with tokenPath set, a path longer than maxBodyCheck (it
+// might clean to tokenPath) is refused with 414 before it is cleaned; without
+// tokenPath it is not the gateway's concern.
+func TestLongPathWithTokenPath(t *testing.T) {
+	long := "/" + strings.Repeat("./", 40<<10) + "oauth/token"
+	for _, withPath := range []bool{true, false} {
+		cfg := CreateConfig()
+		cfg.Clients = []ClientConfig{{ID: "portal", Secret: "s3cret"}}
+		if withPath {
+			cfg.TokenPath = "/oauth/token"
+		}
+		mw, err := New(context.Background(), &backend{}, cfg, "long-path")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		mw.ServeHTTP(rec, httptest.NewRequest("GET", long+"?refresh_token=x", nil))
+		want := http.StatusTeapot // the test backend's answer: passed on
+		if withPath {
+			want = http.StatusRequestURITooLong
+		}
+		if rec.Code != want {
+			t.Errorf("tokenPath set %v: %d %s, want %d", withPath, rec.Code, rec.Body, want)
 		}
 	}
 }

@@ -86,7 +86,7 @@ func serveForward(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 	}
 	f, status, desc := m.readForwardForm(req)
 	if status != 0 {
-		if status == http.StatusRequestEntityTooLarge {
+		if status == http.StatusRequestEntityTooLarge || status == http.StatusRequestURITooLong {
 			atomic.AddInt64(&m.metrics.rejectedTooLarge, 1)
 		} else {
 			atomic.AddInt64(&m.metrics.rejectedRefused, 1)
@@ -156,6 +156,9 @@ type forwardForm struct {
 // and puts the same bytes back as the request body.
 func (m *Middleware) readForwardForm(req *http.Request) (forwardForm, int, string) {
 	var f forwardForm
+	if len(req.URL.RawQuery) > int(m.settings.maxBodyCheck) {
+		return f, http.StatusRequestURITooLong, "The query string is longer than the gateway inspects"
+	}
 	if queryNamesToken(req.URL.RawQuery) {
 		// Some providers merge query and body parameters: the gateway could read
 		// another token than the provider revokes.

@@ -247,6 +247,11 @@ func TestForwardRefusesWhatItCannotRead(t *testing.T) {
 			return r
 		}(), http.StatusBadRequest},
 		{"over maxBodyCheck", revokeReq("token=tok-a&pad="+strings.Repeat("x", 2048), basic("rp", "rp-secret")), http.StatusRequestEntityTooLarge},
+		{"query over maxBodyCheck", func() *http.Request {
+			r := revokeReq("token=tok-a", basic("rp", "rp-secret"))
+			r.URL.RawQuery = "pad=" + strings.Repeat("+", 2048)
+			return r
+		}(), http.StatusRequestURITooLong},
 	}
 	for _, tc := range cases {
 		rec := serve(m, tc.req)

@@ -334,6 +334,13 @@ func serveSlow(m *Middleware, rw http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
+	if m.settings.tokenPath != "" && len(req.URL.Path) > int(m.settings.maxBodyCheck) {
+		// Cleaning so long a path (it might clean to tokenPath) would cost more than
+		// any request should.
+		atomic.AddInt64(&m.metrics.rejectedTooLarge, 1)
+		writeError(rw, http.StatusRequestURITooLong, errInvalidRequest, "The path is longer than the gateway inspects")
+		return
+	}
 	if m.settings.tokenPath != "" && atTokenPath(req.URL.Path, m.settings.tokenPath) && refuseRevokedRefresh(m, rw, req) {
 		return
 	}

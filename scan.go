@@ -157,7 +157,7 @@ var (
 
 // maxCandidates bounds the places of one request read exactly: more parameters,
 // cookies or parts that may carry a token name are refused, not read.
-const maxCandidates = 64
+const maxCandidates = 16
 
 // candidates returns the indexes (ascending, without repeats) of the NUL-separated
 // pieces of located that hold one of the words, and false when there are more than

@@ -368,13 +368,13 @@ func worstCases() []worstCase {
 		{name: "query/9999-semicolons", mk: get(fillWhole("a;", 2*9998) + "access_token=x")},
 		// The places that may name the token found at the end of a long string (each
 		// place's position is counted from the start).
-		{name: "query/64-names-at-end-64k", mk: get("a=" + fill("x", worstLimitBytes-2-64*15) + strings.Repeat("&access_token=x", 64))},
-		{name: "query/65-names-at-end-64k", mk: get("a=" + fill("x", worstLimitBytes-2-65*15) + strings.Repeat("&access_token=x", 65))},
-		{name: "tokenpath/query-64-names-at-end-1M", mk: reqBuilder(http.MethodGet, worstTokenPath, "a="+fill("x", L-2-64*16)+strings.Repeat("&refresh_token=x", 64), nil, "")},
-		{name: "cookie/64-names-at-end-64k", mk: getWith("Cookie", "a="+fill("x", worstLimitBytes-2-64*16)+strings.Repeat("; access_token=x", 64))},
+		{name: "query/16-names-at-end-64k", mk: get("a=" + fill("x", worstLimitBytes-2-16*15) + strings.Repeat("&access_token=x", 16))},
+		{name: "query/17-names-at-end-64k", mk: get("a=" + fill("x", worstLimitBytes-2-17*15) + strings.Repeat("&access_token=x", 17))},
+		{name: "tokenpath/query-16-names-at-end-1M", mk: reqBuilder(http.MethodGet, worstTokenPath, "a="+fill("x", L-2-16*16)+strings.Repeat("&refresh_token=x", 16), nil, "")},
+		{name: "cookie/16-names-at-end-64k", mk: getWith("Cookie", "a="+fill("x", worstLimitBytes-2-16*16)+strings.Repeat("; access_token=x", 16))},
 		{name: "json/token-array", mk: post("/api/orders", jsonCT, `{"access_token":[`+strings.TrimSuffix(fillWhole(`"x",`, B-20), ",")+"]}")},
 		{name: "json/token-array-16k-strings", mk: post("/api/orders", jsonCT, `{"access_token":[`+strings.TrimSuffix(strings.Repeat(`"`+fill("\\u3000", 16<<10-8)+`",`, 3), ",")+"]}")},
-		{name: "multipart/64-token-parts-end", mk: post("/api/orders", mpCT, multipartOf(append(append([]string{}, strings.Split(strings.TrimSuffix(strings.Repeat("\r\n"+fill("x", 400)+"\n", 130), "\n"), "\n")...), strings.Split(strings.TrimSuffix(strings.Repeat("Content-Disposition: form-data; name=access_token\r\n\r\nx\n", 64), "\n"), "\n")...)))},
+		{name: "multipart/16-token-parts-end", mk: post("/api/orders", mpCT, multipartOf(append(append([]string{}, strings.Split(strings.TrimSuffix(strings.Repeat("\r\n"+fill("x", 400)+"\n", 130), "\n"), "\n")...), strings.Split(strings.TrimSuffix(strings.Repeat("Content-Disposition: form-data; name=access_token\r\n\r\nx\n", 16), "\n"), "\n")...)))},
 		// Form bodies at the limit (POST /api/orders).
 		{name: "form/plus-64k", mk: post("/api/orders", formCT, "access_token="+fill("+", B-13))},
 		{name: "form/pct-64k", mk: post("/api/orders", formCT, "access_token="+fill("%", B-13))},
