@@ -634,6 +634,11 @@ func jsonMembers(body []byte, name string) ([]string, string) {
 	s := string(b)
 	if strings.Contains(s, `\u`) {
 		s = nameEscapes.Replace(s)
+	} else if !strings.Contains(strings.ReplaceAll(lowerForSearch(s), "\u017f", "s"), name) {
+		// No key names it in any reader's spelling: without escapes, a key that Go's
+		// folding (ASCII case, KELVIN SIGN, long s) reads as name holds name once
+		// folded, and Node and Python read it only spelled exactly. Nothing to decode.
+		return nil, ""
 	}
 	if strings.Contains(s, jsonExactName) {
 		return nil, "The JSON body holds a member name the gateway reserves"
@@ -710,29 +715,38 @@ type refreshTokenMembers struct {
 	Folded json.RawMessage `json:"refresh_token"`
 }
 
-// appendJSONStrings appends raw if it is a JSON string, or its strings if it is an
-// array of strings; false if that array holds more than maxCandidates of them.
+// appendJSONStrings appends raw if it is a JSON string, or the string elements of an
+// array; false if that array has more than maxCandidates elements. raw is valid JSON
+// (the body decoded). An array is read element by element, each decoded by a compiled
+// call, and reading stops at the element one past maxCandidates: a body of thousands
+// of strings costs as much as one of maxCandidates.
 func appendJSONStrings(values []string, raw json.RawMessage) ([]string, bool) {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
 	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return append(values, s), true
+	if len(raw) == 0 {
+		return values, true
 	}
-	// A fixed array: encoding/json scans the elements past its end without decoding or
-	// allocating them, so a body of thousands of strings costs one compiled scan. An
-	// element left nil marks the end (a JSON null is kept as "null"); the last one set
-	// means too many. Every string element is read.
-	var list [maxCandidates + 1]json.RawMessage
-	if json.Unmarshal(raw, &list) == nil {
-		if list[maxCandidates] != nil {
+	if raw[0] != '[' {
+		if json.Unmarshal(raw, &s) == nil { // a string, or null (read as "")
+			values = append(values, s)
+		}
+		return values, true
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil {
+		return values, true
+	}
+	for n := 0; dec.More(); n++ {
+		if n == maxCandidates {
 			return values, false
 		}
-		for _, item := range list {
-			if item == nil {
-				break
-			}
-			if json.Unmarshal(item, &s) == nil && item[0] == '"' {
-				values = append(values, s)
-			}
+		var item json.RawMessage
+		if dec.Decode(&item) != nil {
+			return values, true
+		}
+		s = ""
+		if json.Unmarshal(item, &s) == nil {
+			values = append(values, s)
 		}
 	}
 	return values, true
