@@ -403,6 +403,8 @@ func jsonCases() []bypassCase {
 		{"JSON, last of two members (Node, Python)", j(js, `{"access_token":"x","access_token":"{T}"}`), 401},
 		{"JSON, another case (Go's encoding/json)", j(js, `{"access_token":"x","Access_Token":"{T}"}`), 401},
 		{"JSON, a long s (Go folds it to s)", j(js, `{"acce\u017fs_token":"{T}"}`), 401},
+		{"JSON, a long s unescaped (Go folds it to s)", j(js, "{\"acce\u017fs_token\":\"{T}\"}"), 401},
+		{"JSON, a KELVIN SIGN unescaped (Go folds it to k)", j(js, "{\"access_to\u212aen\":\"{T}\"}"), 401},
 		{"JSON, escaped name", j(js, `{"\u0061ccess_token":"{T}"}`), 401},
 		{"JSON, escaped value", func(tok string) *http.Request {
 			return bodyReq("POST", js, `{"access_token":"\u00`+strconv.FormatInt(int64(tok[0]), 16)+tok[1:]+`"}`)
