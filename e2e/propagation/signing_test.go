@@ -525,45 +525,12 @@ func BenchmarkYaegiSyncSigned(b *testing.B) {
 // fillSignedStream is fillStream with every message signed by key.
 func fillSignedStream(tb testing.TB, url string, n int, key busKey) {
 	tb.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := nc.JetStream(nats.PublishAsyncMaxPending(4096))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	_, err = js.AddStream(&nats.StreamConfig{
-		Name: "REVOCATIONS", Subjects: []string{"tokens.revoked.>"}, Storage: nats.FileStorage,
-		Replicas: 1, MaxMsgsPerSubject: 1, AllowMsgTTL: true, Retention: nats.LimitsPolicy, Discard: nats.DiscardOld,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for i := 0; i < n; i++ {
+	publishToStream(tb, url, n, func(i int) *nats.Msg {
 		tok := "sync-token-" + strconv.Itoa(i)
 		subject := "tokens.revoked." + sum(tok)
 		body := tokenBody(tok, "")
-		m := busMsg(subject, body, key.header(subject, body))
-		m.Header.Set("Nats-TTL", "3600s")
-		_, err := js.PublishMsgAsync(m)
-		for retry := 0; err == nats.ErrTooManyStalledMsgs && retry < 100; retry++ {
-			select {
-			case <-js.PublishAsyncComplete():
-			case <-time.After(5 * time.Second):
-			}
-			_, err = js.PublishMsgAsync(m)
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(5 * time.Minute):
-		tb.Fatal("publishing did not complete")
-	}
+		return busMsg(subject, body, key.header(subject, body))
+	})
 }
 
 // Without keys, a forged session rule with a cutoff 90 days ahead is capped at its

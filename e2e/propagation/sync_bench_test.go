@@ -25,6 +25,21 @@ func fillStream(tb testing.TB, url string, n int) {
 // fillStreamFrom is fillStream for tokens sync-token-<from> ... -<from+n-1>.
 func fillStreamFrom(tb testing.TB, url string, from, n int) {
 	tb.Helper()
+	exp := time.Now().Add(time.Hour).Unix()
+	now := time.Now().UTC().Format(time.RFC3339)
+	publishToStream(tb, url, n, func(i int) *nats.Msg {
+		s := sha256.Sum256([]byte("sync-token-" + strconv.Itoa(from+i)))
+		h := hex.EncodeToString(s[:])
+		m := nats.NewMsg("tokens.revoked." + h)
+		m.Data = []byte(fmt.Sprintf(`{"v":1,"sha256":"%s","exp":%d,"revokedAt":"%s","origin":"bench"}`, h, exp, now))
+		return m
+	})
+}
+
+// publishToStream creates the REVOCATIONS stream (as gateways configure it) and
+// publishes msg(0) ... msg(n-1) to it, each with a Nats-TTL of an hour, asynchronously.
+func publishToStream(tb testing.TB, url string, n int, msg func(i int) *nats.Msg) {
+	tb.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		tb.Fatal(err)
@@ -41,14 +56,9 @@ func fillStreamFrom(tb testing.TB, url string, from, n int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	exp := time.Now().Add(time.Hour).Unix()
-	now := time.Now().UTC().Format(time.RFC3339)
-	for i := from; i < from+n; i++ {
-		s := sha256.Sum256([]byte("sync-token-" + strconv.Itoa(i)))
-		h := hex.EncodeToString(s[:])
-		m := nats.NewMsg("tokens.revoked." + h)
+	for i := 0; i < n; i++ {
+		m := msg(i)
 		m.Header.Set("Nats-TTL", "3600s")
-		m.Data = []byte(fmt.Sprintf(`{"v":1,"sha256":"%s","exp":%d,"revokedAt":"%s","origin":"bench"}`, h, exp, now))
 		_, err := js.PublishMsgAsync(m)
 		for retry := 0; err == nats.ErrTooManyStalledMsgs && retry < 100; retry++ {
 			// A loaded machine: let the outstanding publishes drain, then go on.
